@@ -1,0 +1,1 @@
+"""Configuration: the model (``model``) and its TOML surface (``toml``)."""

@@ -1,0 +1,124 @@
+"""The configuration model: what the daemon runs from, independent of any file syntax.
+
+The TOML loader (``bgpd.config.toml``) builds it today; a BIRD-style front end (the
+configuration Calico generates) can build the same objects later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rib.prefix import Afi, IPAddress, PrefixKey
+
+MAIN_VRF = "main"
+MAIN_TABLE = 254
+
+FilterSpec = str  # "all" | "none" | a policy name
+
+
+@dataclass(slots=True)
+class RouterConfig:
+    asn: int
+    router_id: str
+    listen: list[str] = field(default_factory=lambda: ["0.0.0.0", "::"])
+    port: int = 179
+    multipath_relax: bool = False
+
+
+@dataclass(slots=True)
+class ControlConfig:
+    socket: str = "/run/bgpd/bgpd.sock"
+    group: str | None = None  # group that may use the socket (mode 0660)
+
+
+@dataclass(slots=True)
+class LogConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(slots=True)
+class KernelConfig:
+    enabled: bool = True
+    protocol: int = 186
+    ecmp: int = 8
+    persist: bool = False
+
+
+@dataclass(slots=True)
+class VrfConfig:
+    name: str
+    table: int
+
+
+@dataclass(slots=True)
+class NeighborConfig:
+    address: IPAddress
+    asn: int
+    vrf: str = MAIN_VRF
+    template: str | None = None
+    description: str = ""
+    source_address: IPAddress | None = None
+    passive: bool = False
+    port: int = 179  # the peer's TCP port (tests and labs run peers on other ports)
+    hold_time: int = 90
+    connect_retry: float = 5.0  # first reconnect delay; doubles up to 60 s while attempts fail
+    password: str | None = None
+    ttl_security: bool = False
+    multihop: int | None = None
+    import_: FilterSpec = "all"
+    export: FilterSpec = "all"
+    # True where the file gave no import/export for an eBGP peer (RFC 8212): logged at start-up.
+    import_defaulted: bool = False
+    export_defaulted: bool = False
+    next_hop_self: bool = False
+    max_prefixes: int = 0
+    address_families: list[Afi] = field(default_factory=lambda: [Afi.IPV4, Afi.IPV6])
+    graceful_restart: bool = True
+    restart_time: int = 120
+    add_path: Literal["off", "receive", "send", "both"] = "off"
+
+    @property
+    def key(self) -> str:
+        return str(self.address)
+
+
+@dataclass(slots=True)
+class NetworkConfig:
+    afi: Afi
+    prefix: PrefixKey
+    text: str  # as written, for messages
+    vrf: str = MAIN_VRF
+    communities: list[int] = field(default_factory=list)
+    med: int | None = None
+
+
+@dataclass(slots=True)
+class PolicyTerm:
+    """One term of a named policy. Matching and actions are interpreted by ``policy/``."""
+
+    match: dict[str, object] = field(default_factory=dict)
+    action: Literal["accept", "reject", "next"] = "accept"
+    set: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PolicyConfig:
+    name: str
+    terms: list[PolicyTerm] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Config:
+    router: RouterConfig
+    control: ControlConfig = field(default_factory=ControlConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    kernel: KernelConfig = field(default_factory=KernelConfig)
+    vrfs: dict[str, VrfConfig] = field(default_factory=dict)  # always holds "main" -> 254
+    neighbors: list[NeighborConfig] = field(default_factory=list)
+    networks: list[NetworkConfig] = field(default_factory=list)
+    policies: dict[str, PolicyConfig] = field(default_factory=dict)
+    source: str = ""  # the file it came from
+
+    def vrf_table(self, vrf: str) -> int:
+        return self.vrfs[vrf].table

@@ -1,0 +1,153 @@
+"""Path attributes as one frozen, interned value per distinct set.
+
+Routes share attribute sets (a full table has about one set per ten prefixes),
+so every set is interned: ``intern(attrs)`` returns the one shared instance.
+Equality and hashing are by value, so an interned set can key dictionaries
+(e.g. the per-peer export cache and the UPDATE packer's buckets).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, replace
+from enum import IntEnum
+from typing import Any
+
+from rib.prefix import IPAddress
+
+
+class Origin(IntEnum):
+    IGP = 0
+    EGP = 1
+    INCOMPLETE = 2
+
+
+ORIGIN_NAMES = {Origin.IGP: "igp", Origin.EGP: "egp", Origin.INCOMPLETE: "incomplete"}
+ORIGIN_CODES = {"i": Origin.IGP, "e": Origin.EGP, "?": Origin.INCOMPLETE}
+
+
+class SegType(IntEnum):
+    AS_SET = 1
+    AS_SEQUENCE = 2
+    AS_CONFED_SEQUENCE = 3
+    AS_CONFED_SET = 4
+
+
+AsPath = tuple[tuple[int, tuple[int, ...]], ...]
+"""AS_PATH as segments: ((segment type, (asn, ...)), ...); 4-octet ASNs throughout."""
+
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
+class PathAttrs:
+    origin: int = Origin.IGP
+    as_path: AsPath = ()
+    next_hop: IPAddress | None = None
+    # IPv6 link-local next hop from MP_REACH (RFC 2545), when the peer sent one.
+    next_hop_ll: IPAddress | None = None
+    med: int | None = None
+    local_pref: int | None = None
+    atomic_aggregate: bool = False
+    aggregator: tuple[int, str] | None = None
+    communities: tuple[int, ...] = ()
+    ext_communities: tuple[bytes, ...] = ()
+    large_communities: tuple[tuple[int, int, int], ...] = ()
+    originator_id: str | None = None
+    cluster_list: tuple[str, ...] = ()
+    # Attributes we do not interpret, kept for pass-through: (flags, type code, value).
+    unknown: tuple[tuple[int, int, bytes], ...] = ()
+
+    # --- derived values used by the decision process -------------------------------------
+
+    def as_path_len(self) -> int:
+        """Length for best-path selection: an AS_SET counts 1, confederation segments 0."""
+        n = 0
+        for seg_type, asns in self.as_path:
+            if seg_type == SegType.AS_SEQUENCE:
+                n += len(asns)
+            elif seg_type == SegType.AS_SET:
+                n += 1
+        return n
+
+    def neighbor_as(self) -> int | None:
+        """The AS that sent the route to us (first AS of the leading AS_SEQUENCE)."""
+        for seg_type, asns in self.as_path:
+            if seg_type == SegType.AS_SEQUENCE and asns:
+                return asns[0]
+            if seg_type in (SegType.AS_CONFED_SEQUENCE, SegType.AS_CONFED_SET):
+                continue
+            return None
+        return None
+
+    def as_path_flat(self) -> list[int]:
+        out: list[int] = []
+        for _t, asns in self.as_path:
+            out.extend(asns)
+        return out
+
+    def contains_as(self, asn: int) -> bool:
+        return any(asn in asns for _t, asns in self.as_path)
+
+    def prepend(self, asn: int, times: int = 1) -> PathAttrs:
+        """A copy with ``asn`` prepended to the leading AS_SEQUENCE (new one if needed)."""
+        path = self.as_path
+        add = (asn,) * times
+        if path and path[0][0] == SegType.AS_SEQUENCE and len(path[0][1]) + times <= 255:
+            new_path = ((SegType.AS_SEQUENCE, add + path[0][1]), *path[1:])
+        else:
+            new_path = ((SegType.AS_SEQUENCE, add), *path)
+        return intern(replace(self, as_path=new_path))
+
+    def with_(self, **changes: Any) -> PathAttrs:
+        return intern(replace(self, **changes))
+
+
+_interned: weakref.WeakValueDictionary[PathAttrs, PathAttrs] = weakref.WeakValueDictionary()
+
+
+def intern(attrs: PathAttrs) -> PathAttrs:
+    """Return the shared instance equal to ``attrs`` (registering it if new)."""
+    existing = _interned.get(attrs)
+    if existing is not None:
+        return existing
+    _interned[attrs] = attrs
+    return attrs
+
+
+def interned_count() -> int:
+    return len(_interned)
+
+
+def format_community(c: int) -> str:
+    return f"{c >> 16}:{c & 0xFFFF}"
+
+
+def parse_community(text: str) -> int:
+    """``65010:100`` or a well-known name. Raises ValueError."""
+    named = {
+        "no_export": 0xFFFFFF01,
+        "no_advertise": 0xFFFFFF02,
+        "no_export_subconfed": 0xFFFFFF03,
+        "no_peer": 0xFFFFFF04,
+        "blackhole": 0xFFFF029A,
+        "graceful_shutdown": 0xFFFF0000,
+    }
+    low = text.strip().lower()
+    if low in named:
+        return named[low]
+    hi, sep, lo = text.partition(":")
+    if not sep:
+        raise ValueError(f"community {text!r} is not ASN:VALUE")
+    a, b = int(hi), int(lo)
+    if not (0 <= a <= 0xFFFF and 0 <= b <= 0xFFFF):
+        raise ValueError(f"community {text!r}: both halves must be 0..65535")
+    return (a << 16) | b
+
+
+def parse_large_community(text: str) -> tuple[int, int, int]:
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise ValueError(f"large community {text!r} is not GA:LD1:LD2")
+    a, b, c = (int(p) for p in parts)
+    if not all(0 <= v <= 0xFFFFFFFF for v in (a, b, c)):
+        raise ValueError(f"large community {text!r}: each part must be 0..4294967295")
+    return (a, b, c)
