@@ -109,7 +109,9 @@ def intern(attrs: PathAttrs) -> PathAttrs:
     existing = _interned.get(attrs)
     if existing is not None:
         return existing
-    _interned[attrs] = attrs
+    # The key is a separate, equal copy: the dictionary holds its keys strongly, so keying by
+    # ``attrs`` itself would keep every set ever seen alive (the weak value could never die).
+    _interned[replace(attrs)] = attrs
     return attrs
 
 

@@ -1,0 +1,62 @@
+"""An in-memory FIB backend for tests: dictionaries instead of kernel tables."""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import threading
+from collections.abc import Sequence
+
+from fib.model import FibBackend, FibError, FibOp, NextHops, TableKey, op_name
+from rib.prefix import Afi, PrefixKey
+
+
+class MemoryFib(FibBackend):
+    """Holds ``tables[(table, afi)][prefix] = nexthops``, like a kernel holding only our routes.
+
+    Test hooks: ``fail(prefix, ...)`` makes every later op on that prefix fail; ``hold`` (an
+    Event, set by default) blocks ``apply`` while cleared so a test can pile up submissions;
+    ``entered`` is set whenever ``apply`` starts; ``raise_on_apply`` makes ``apply`` raise.
+    ``calls`` records every ``apply`` as ``(table, afi, ops)``.
+    """
+
+    def __init__(self) -> None:
+        self.tables: dict[TableKey, dict[PrefixKey, NextHops]] = {}
+        self.failing: dict[PrefixKey, tuple[int, str]] = {}
+        self.calls: list[tuple[int, Afi, list[FibOp]]] = []
+        self.dumps = 0
+        self.closed = False
+        self.hold = threading.Event()
+        self.hold.set()
+        self.entered = threading.Event()
+        self.raise_on_apply: BaseException | None = None
+
+    def fail(self, prefix: PrefixKey, errno: int = errno_mod.ENETUNREACH, reason: str = "") -> None:
+        self.failing[prefix] = (errno, reason or "Network is unreachable")
+
+    def table(self, table: int, afi: Afi) -> dict[PrefixKey, NextHops]:
+        return self.tables.setdefault((table, afi), {})
+
+    def dump(self, table: int, afi: Afi) -> dict[PrefixKey, NextHops]:
+        self.dumps += 1
+        return dict(self.tables.get((table, afi), {}))
+
+    def apply(self, table: int, afi: Afi, ops: Sequence[FibOp]) -> list[FibError]:
+        self.entered.set()
+        self.hold.wait()
+        self.calls.append((table, afi, list(ops)))
+        if self.raise_on_apply is not None:
+            raise self.raise_on_apply
+        routes = self.table(table, afi)
+        errors: list[FibError] = []
+        for prefix, nexthops in ops:
+            failure = self.failing.get(prefix)
+            if failure is not None:
+                errors.append(FibError(table, afi, prefix, op_name(nexthops), failure[0], failure[1]))
+            elif nexthops:
+                routes[prefix] = nexthops
+            else:
+                routes.pop(prefix, None)  # already gone is fine, as with the kernel
+        return errors
+
+    def close(self) -> None:
+        self.closed = True

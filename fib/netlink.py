@@ -1,0 +1,758 @@
+"""Kernel routes over a raw rtnetlink socket, in bulk.
+
+A full table is about a million routes, so the write path avoids per-route syscalls and
+objects: RTM_NEWROUTE / RTM_DELROUTE messages are struct-packed straight into one buffer
+and sent a few hundred KiB at a time. rtnetlink handles every message of a send in the
+sender's context, so when ``send`` returns all acknowledgements are queued on our socket;
+each carries the request's sequence number, which is how a failure is pinned to its prefix.
+They are read with recvmmsg (hundreds per syscall), and while one batch is in the kernel the
+next is encoded on another thread (``send`` does not hold the GIL).
+
+Routes carry our protocol number (``proto 186``): dumps are filtered on it and deletes
+match on it, so other daemons' and static routes are never deleted. (A create-or-replace
+does take over a route of the same prefix and metric, as in any routing daemon.) Tables
+above 255 go in RTA_TABLE (``rtm_table`` is one octet), which is also read back on dumps.
+
+Not thread-safe: one thread (the FIB writer) uses an instance at a time.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as errno_mod
+import ipaddress
+import os
+import queue
+import select
+import socket
+import struct
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+
+import structlog
+
+from fib.model import OP_REPLACE, FibBackend, FibError, FibOp, NextHops, op_name
+from rib.prefix import Afi, IPAddress, PrefixKey, make_key
+
+log = structlog.get_logger()
+
+# linux/netlink.h
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLM_F_DUMP_INTR = 0x10
+NLM_F_REPLACE = 0x100
+NLM_F_DUMP = 0x300
+NLM_F_CREATE = 0x400
+NLM_F_CAPPED = 0x100  # in an NLMSG_ERROR: the request's payload is not echoed back
+NLMSGERR_ATTR_MSG = 1
+SOL_NETLINK = 270
+NETLINK_CAP_ACK = 10
+NETLINK_EXT_ACK = 11
+NETLINK_GET_STRICT_CHK = 12
+SO_SNDBUFFORCE = 32
+SO_RCVBUFFORCE = 33
+
+# linux/rtnetlink.h
+RTM_NEWROUTE = 24
+RTM_DELROUTE = 25
+RTM_GETROUTE = 26
+RTA_DST = 1
+RTA_OIF = 4
+RTA_GATEWAY = 5
+RTA_MULTIPATH = 9
+RTA_TABLE = 15
+RTA_VIA = 18
+RTN_UNICAST = 1
+RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_NOWHERE = 255
+
+NEW_FLAGS = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+DEL_FLAGS = NLM_F_REQUEST | NLM_F_ACK
+
+_HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
+_ATTR = struct.Struct("=HH")
+_RTNH = struct.Struct("=HBBi")  # rtnexthop: len, flags, hops, ifindex
+_U32 = struct.Struct("=I")
+_I32 = struct.Struct("=i")
+_U16 = struct.Struct("=H")
+_ACK = struct.Struct("=IHHIIi")  # nlmsghdr + nlmsgerr.error
+
+_FAMILY = {Afi.IPV4: socket.AF_INET, Afi.IPV6: socket.AF_INET6}
+# nlmsghdr + rtmsg + RTA_TABLE + RTA_DST with the full-width address ("4s" pads the key's octets).
+_HEAD = {afi: struct.Struct(f"=IHHIIBBBBBBBBIHHIHH{afi.addr_len}s") for afi in Afi}
+
+# Fast path of IPv4 dumps: rtmsg, RTA_TABLE, RTA_DST first (as the kernel writes them); each
+# attribute header (u16 length, u16 type) is read as one u32 and compared to _TL_TABLE / _TL_DST4.
+_FAST4 = struct.Struct("=BBBBBBBBI" + "II" + "I4s")
+_FAST4_END = 16 + _FAST4.size
+_TL_TABLE = int.from_bytes(_ATTR.pack(8, RTA_TABLE), sys.byteorder)
+_TL_DST4 = int.from_bytes(_ATTR.pack(8, RTA_DST), sys.byteorder)
+_PLEN = [bytes((n,)) for n in range(129)]
+
+_ACK_COST = 1280  # receive-buffer bytes one queued acknowledgement may take (skb overhead included)
+_RESENDS = 12  # halving the batch each time: from 60,000 ops down to a few
+_ACK_WAIT = 2.0  # seconds to wait for acknowledgements that are not queued yet (normally none)
+_GONE = (errno_mod.ESRCH, errno_mod.ENOENT)
+
+
+def _attr(atype: int, body: bytes) -> bytes:
+    n = 4 + len(body)
+    return _ATTR.pack(n, atype) + body + bytes(-n & 3)
+
+
+def _ifindex(gw: IPAddress) -> int:
+    """The interface a scoped (link-local) gateway names: ``fe80::1%eth0`` or ``fe80::1%7``."""
+    scope = getattr(gw, "scope_id", None)
+    if not scope:
+        return 0
+    return int(scope) if scope.isdigit() else socket.if_nametoindex(scope)
+
+
+def _gateway_attr(afi: Afi, gw: IPAddress) -> bytes:
+    if gw.version == (4 if afi is Afi.IPV4 else 6):
+        return _attr(RTA_GATEWAY, gw.packed)
+    # A gateway of the other family (IPv4 over an IPv6 next hop, RFC 8950) needs RTA_VIA.
+    family = socket.AF_INET if gw.version == 4 else socket.AF_INET6
+    return _attr(RTA_VIA, _U16.pack(family) + gw.packed)
+
+
+def encode_nexthops(afi: Afi, nexthops: NextHops) -> bytes:
+    """The route attributes that carry the gateways (RTA_GATEWAY, or RTA_MULTIPATH for ECMP)."""
+    hops = tuple(dict.fromkeys(nexthops))  # IPv6 refuses duplicate ECMP members outright
+    if len(hops) == 1:
+        gw = hops[0]
+        out = _gateway_attr(afi, gw)
+        index = _ifindex(gw)
+        return out + _attr(RTA_OIF, _I32.pack(index)) if index else out
+    body = bytearray()
+    for gw in hops:
+        gw_attr = _gateway_attr(afi, gw)
+        body += _RTNH.pack(8 + len(gw_attr), 0, 0, _ifindex(gw)) + gw_attr  # hops = weight - 1 = 0
+    return _attr(RTA_MULTIPATH, bytes(body))
+
+
+class _NextHopCache:
+    """Encoded gateway attributes per next-hop set: BGP has few distinct sets, routes share them."""
+
+    __slots__ = ("_afi", "_by_id", "_by_value")
+
+    def __init__(self, afi: Afi) -> None:
+        self._afi = afi
+        self._by_id: dict[tuple[int, ...], tuple[NextHops, bytes]] = {}
+        self._by_value: dict[NextHops, bytes] = {}
+
+    def get(self, nexthops: NextHops) -> bytes:
+        # Keyed first by the gateways' identities: hashing ipaddress objects runs Python code,
+        # and the RIB shares address objects. The entry holds the objects, so ids cannot be reused.
+        ids = tuple(map(id, nexthops))
+        hit = self._by_id.get(ids)
+        if hit is not None:
+            return hit[1]
+        blob = self._by_value.get(nexthops)
+        if blob is None:
+            if len(self._by_value) >= 65536:
+                self._by_value.clear()
+            blob = self._by_value[nexthops] = encode_nexthops(self._afi, nexthops)
+        if len(self._by_id) >= 4096:
+            self._by_id.clear()
+        self._by_id[ids] = (nexthops, blob)
+        return blob
+
+
+class _Gateways:
+    """Decodes gateway octets to (shared) address objects; link-local ones get their interface."""
+
+    __slots__ = ("_cache", "_names", "by_attrs")
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[bytes, int], IPAddress] = {}
+        self._names: dict[int, str] = {}
+        # Decoded next hops by (route type, the attribute bytes after RTA_DST): see _decode_route.
+        self.by_attrs: dict[tuple[int, bytes], NextHops] = {}
+
+    def get(self, packed: bytes, ifindex: int) -> IPAddress:
+        scoped = len(packed) == 16 and packed[0] == 0xFE and packed[1] & 0xC0 == 0x80 and ifindex
+        key = (packed, ifindex if scoped else 0)
+        addr = self._cache.get(key)
+        if addr is None:
+            if len(packed) == 4:
+                addr = ipaddress.IPv4Address(packed)
+            elif scoped:
+                addr = ipaddress.IPv6Address(f"{ipaddress.IPv6Address(packed)}%{self._name(ifindex)}")
+            else:
+                addr = ipaddress.IPv6Address(packed)
+            self._cache[key] = addr
+        return addr
+
+    def _name(self, ifindex: int) -> str:
+        name = self._names.get(ifindex)
+        if name is None:
+            try:
+                name = socket.if_indextoname(ifindex)
+            except OSError:
+                name = str(ifindex)
+            self._names[ifindex] = name
+        return name
+
+
+def _gateway_at(buf: bytes | bytearray, start: int, end: int, atype: int) -> bytes:
+    if atype == RTA_VIA:
+        start += 2  # struct rtvia: u16 family, then the address
+    return bytes(buf[start:end])
+
+
+def parse_route(
+    buf: bytes | bytearray, pos: int, end: int, gateways: _Gateways
+) -> tuple[int, int, int, int, PrefixKey, NextHops] | None:
+    """Decode one RTM_NEWROUTE at ``buf[pos:end]``: (family, table, protocol, type, prefix, gateways).
+
+    None for source-specific routes, which are never ours.
+    """
+    family, dst_len, src_len, _tos, table, protocol, _scope, rtype, _flags = _RTMSG.unpack_from(buf, pos + 16)
+    if src_len:
+        return None
+    dst = b""
+    oif = 0
+    gws: list[tuple[bytes, int]] = []
+    at = pos + 28
+    while at + 4 <= end:
+        alen, atype = _ATTR.unpack_from(buf, at)
+        if alen < 4:
+            break
+        atype &= 0x3FFF  # drop NLA_F_NESTED / NLA_F_NET_BYTEORDER
+        if atype == RTA_TABLE:
+            table = _U32.unpack_from(buf, at + 4)[0]
+        elif atype == RTA_DST:
+            dst = bytes(buf[at + 4 : at + alen])
+        elif atype in (RTA_GATEWAY, RTA_VIA):
+            gws.append((_gateway_at(buf, at + 4, at + alen, atype), -1))
+        elif atype == RTA_OIF:
+            oif = _I32.unpack_from(buf, at + 4)[0]
+        elif atype == RTA_MULTIPATH:
+            nh = at + 4
+            while nh + 8 <= at + alen:
+                nh_len, _nh_flags, _hops, nh_index = _RTNH.unpack_from(buf, nh)
+                if nh_len < 8:
+                    break
+                sub = nh + 8
+                while sub + 4 <= nh + nh_len:
+                    slen, stype = _ATTR.unpack_from(buf, sub)
+                    if slen < 4:
+                        break
+                    if stype in (RTA_GATEWAY, RTA_VIA):
+                        gws.append((_gateway_at(buf, sub + 4, sub + slen, stype), nh_index))
+                    sub += (slen + 3) & ~3
+                nh += (nh_len + 3) & ~3
+        at += (alen + 3) & ~3
+    nexthops = (
+        tuple(gateways.get(g, oif if index < 0 else index) for g, index in gws)
+        if rtype == RTN_UNICAST
+        else ()
+    )
+    return family, table, protocol, rtype, make_key(dst_len, dst), nexthops
+
+
+def _decode_route(
+    buf: bytes | bytearray, pos: int, end: int, gateways: _Gateways
+) -> tuple[int, PrefixKey, NextHops] | None:
+    """(table, prefix, gateways) of a dumped route; None if source-specific."""
+    if end - pos > _FAST4_END and buf[pos + 16] == socket.AF_INET:
+        # A full table is mostly routes that differ only in their destination: the attributes after
+        # RTA_DST (gateways, device, metric) repeat byte for byte, so they are decoded once and the
+        # next-hop tuple is shared. The kernel clears host bits, so the key is a slice of RTA_DST.
+        _fam, plen, src_len, _tos, _t8, _proto, _scope, rtype, _fl, tl_t, table, tl_d, dst = (
+            _FAST4.unpack_from(buf, pos + 16)
+        )
+        if tl_t == _TL_TABLE and tl_d == _TL_DST4 and not src_len:
+            rest = bytes(buf[pos + _FAST4_END : end])
+            nexthops = gateways.by_attrs.get((rtype, rest))
+            if nexthops is None:
+                parsed = parse_route(buf, pos, end, gateways)
+                if parsed is None:
+                    return None
+                nexthops = parsed[5]
+                if len(gateways.by_attrs) < 4096:
+                    gateways.by_attrs[(rtype, rest)] = nexthops
+            return table, _PLEN[plen] + dst[: (plen + 7) >> 3], nexthops
+    parsed = parse_route(buf, pos, end, gateways)
+    return None if parsed is None else (parsed[1], parsed[4], parsed[5])
+
+
+def _error_reason(buf: bytearray, pos: int, mlen: int, mflags: int, err: int) -> str:
+    """The kernel's extended-ack text for an NLMSG_ERROR, else the errno text."""
+    at = pos + 20
+    if at + 16 <= pos + mlen:
+        inner_len = _U32.unpack_from(buf, at)[0]
+        at += 16 if mflags & NLM_F_CAPPED else max(16, (inner_len + 3) & ~3)
+        while at + 4 <= pos + mlen:
+            alen, atype = _ATTR.unpack_from(buf, at)
+            if alen < 4:
+                break
+            if atype == NLMSGERR_ATTR_MSG:
+                text = bytes(buf[at + 4 : at + alen]).split(b"\0", 1)[0].decode(errors="replace")
+                if text:
+                    return text
+            at += (alen + 3) & ~3
+    return os.strerror(err)
+
+
+class _MultiRecv:
+    """recvmmsg(2) through ctypes: a batch's acknowledgements (one datagram each) in few syscalls.
+
+    Reading a million acks one ``recv`` at a time costs more than the kernel's route updates.
+    Datagram ``i`` lands at ``data[i * SLOT:]``.
+    """
+
+    VLEN = 512
+    SLOT = 1024  # an ack is 36 bytes; an error with the kernel's text well under this
+
+    def __init__(self, fd: int) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.recvmmsg
+        fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
+        fn.restype = ctypes.c_int
+        self._fn = fn
+        self._fd = fd
+        self.data = bytearray(self.VLEN * self.SLOT)
+        self._hsize = ctypes.sizeof(_MMsgHdr)
+        self._hdrs = bytearray(self.VLEN * self._hsize)
+        self._len_at = _MMsgHdr.msg_len.offset
+        self._iovs = (_IoVec * self.VLEN)()
+        # The ctypes views keep both bytearrays exported (pinned) for the object's lifetime.
+        self._data_view = (ctypes.c_char * len(self.data)).from_buffer(self.data)
+        self._hdr_view = (_MMsgHdr * self.VLEN).from_buffer(self._hdrs)
+        data_at = ctypes.addressof(self._data_view)
+        iov_at = ctypes.addressof(self._iovs)
+        for i in range(self.VLEN):
+            self._iovs[i].iov_base = data_at + i * self.SLOT
+            self._iovs[i].iov_len = self.SLOT
+            self._hdr_view[i].msg_hdr.msg_iov = ctypes.cast(
+                iov_at + i * ctypes.sizeof(_IoVec), ctypes.POINTER(_IoVec)
+            )
+            self._hdr_view[i].msg_hdr.msg_iovlen = 1
+        self._hdrs_at = ctypes.addressof(self._hdr_view)
+        self._hdr_u32 = memoryview(self._hdrs).cast("I")
+        self._u32 = memoryview(self.data).cast("I")
+        self._i32 = memoryview(self.data).cast("i")
+        self._u16 = memoryview(self.data).cast("H")
+
+    def recv(self, flags: int) -> int:
+        """Datagrams received (at least one); raises OSError (BlockingIOError when none are queued)."""
+        n: int = self._fn(self._fd, self._hdrs_at, self.VLEN, flags, None)
+        if n < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        return n
+
+    def columns(self, m: int) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+        """For datagrams ``0..m-1``, as lists built in C: datagram length and the first message's
+        nlmsg_len, nlmsg_type, nlmsg_seq and (for an NLMSG_ERROR) error."""
+        w = self.SLOT // 4
+        return (
+            self._hdr_u32[self._len_at // 4 :: self._hsize // 4][:m].tolist(),
+            self._u32[0::w][:m].tolist(),
+            self._u16[2 :: 2 * w][:m].tolist(),
+            self._u32[2::w][:m].tolist(),
+            self._i32[4::w][:m].tolist(),
+        )
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+class _MsgHdr(ctypes.Structure):
+    _fields_ = [
+        ("msg_name", ctypes.c_void_p),
+        ("msg_namelen", ctypes.c_uint32),
+        ("msg_iov", ctypes.POINTER(_IoVec)),
+        ("msg_iovlen", ctypes.c_size_t),
+        ("msg_control", ctypes.c_void_p),
+        ("msg_controllen", ctypes.c_size_t),
+        ("msg_flags", ctypes.c_int),
+    ]
+
+
+class _MMsgHdr(ctypes.Structure):
+    _fields_ = [("msg_hdr", _MsgHdr), ("msg_len", ctypes.c_uint)]
+
+
+def _spread(ops: Sequence[FibOp]) -> Sequence[FibOp]:
+    """Interleave the ops (stride 7) instead of walking the prefixes in order.
+
+    Deleting neighbouring prefixes one after another is the LC-trie's worst case (each removal
+    shrinks the same node again): in sorted order IPv4 deletes cost the kernel ~5x more.
+    """
+    if len(ops) < 64:
+        return ops
+    return [op for start in range(_STRIDE) for op in ops[start::_STRIDE]]
+
+
+_STRIDE = 7
+
+_Batch = tuple[int, bytes, list[FibOp]]  # first sequence number, the messages, the ops they carry
+
+
+class NetlinkFib(FibBackend):
+    """Writes our routes into kernel tables. ``batch`` is the most bytes sent per ``send``.
+
+    ``apply`` takes each prefix at most once per call: it may reorder the ops.
+    """
+
+    def __init__(self, protocol: int = 186, batch: int = 256 * 1024, rcvbuf: int = 32 << 20) -> None:
+        if not 0 < protocol < 256:
+            raise ValueError(f"route protocol must be 1..255, not {protocol}")
+        self.protocol = protocol
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+        try:
+            sock.bind((0, 0))
+            # Root may exceed net.core.{r,w}mem_max: a batch's acknowledgements must all fit.
+            _set_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, max(2 * batch, 1 << 20))
+            _set_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, rcvbuf)
+            sndbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            rcv = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            # Acks without the request echoed (small), with the kernel's error text: best effort.
+            for opt in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):
+                _try_setsockopt(sock, opt)
+            # Kernel-side dump filtering by table and protocol (4.20+); we filter again anyway.
+            _try_setsockopt(sock, NETLINK_GET_STRICT_CHK)
+            self._mrecv: _MultiRecv | None
+            try:
+                self._mrecv = _MultiRecv(sock.fileno())
+            except (OSError, AttributeError):  # no recvmmsg in this libc: one recv per ack
+                self._mrecv = None
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._batch = max(4096, min(batch, sndbuf - 1024))  # netlink refuses a send > sndbuf - 32
+        self._max_ops = max(64, min(60_000, rcv // _ACK_COST))
+        self._buf = bytearray(1 << 20)
+        self._seq = 1
+        self._nh_cache = {afi: _NextHopCache(afi) for afi in Afi}
+        self._poll = select.poll()
+        self._poll.register(sock.fileno(), select.POLLIN)
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def apply(self, table: int, afi: Afi, ops: Sequence[FibOp]) -> list[FibError]:
+        errors: list[FibError] = []
+        todo = _spread(ops)
+        for _attempt in range(_RESENDS + 1):
+            lost = self._exchange(table, afi, todo, errors)
+            if not lost:
+                return errors
+            # Acks are only lost when our receive buffer overflows: use smaller batches from now
+            # on and resend the unacknowledged ops (all idempotent).
+            self._max_ops = max(1, self._max_ops // 2)
+            log.warning(
+                "netlink acknowledgements lost, resending in smaller batches",
+                table=table,
+                afi=afi.name_lower,
+                ops=len(lost),
+                batch_ops=self._max_ops,
+            )
+            todo = lost
+        reason = "acknowledgement lost (netlink receive buffer overrun)"
+        errors.extend(FibError(table, afi, p, op_name(nh), errno_mod.ENOBUFS, reason) for p, nh in todo)
+        return errors
+
+    def _exchange(self, table: int, afi: Afi, ops: Sequence[FibOp], errors: list[FibError]) -> list[FibOp]:
+        """Send ``ops`` in batches and read every acknowledgement; return the ops never acknowledged.
+
+        With more than one batch, a helper thread sends and reads acks while this one encodes the
+        next batch: ``send`` runs the kernel's route updates without the GIL, so on a multi-core
+        machine the Python encoding and the kernel work overlap instead of adding up.
+        """
+        lost: list[FibOp] = []
+        batches = self._batches(table, afi, ops, errors)
+        first = next(batches, None)
+        second = next(batches, None) if first is not None else None
+        if second is None:
+            if first is not None:
+                self._send_batch(table, afi, first, errors, lost)
+            return lost
+        work: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
+        failure: list[BaseException] = []
+
+        def sender() -> None:
+            while (batch := work.get()) is not None:
+                if failure:
+                    continue  # keep draining so the producer never blocks
+                try:
+                    self._send_batch(table, afi, batch, errors, lost)
+                except BaseException as exc:
+                    failure.append(exc)
+
+        thread = threading.Thread(target=sender, name="fib-netlink-send", daemon=True)
+        thread.start()
+        try:
+            work.put(first)
+            work.put(second)
+            for batch in batches:
+                if failure:
+                    break
+                work.put(batch)
+        finally:
+            work.put(None)
+            thread.join()
+        if failure:
+            raise failure[0]
+        return lost
+
+    def _batches(
+        self, table: int, afi: Afi, ops: Sequence[FibOp], errors: list[FibError]
+    ) -> Iterator[_Batch]:
+        """Encode ``ops`` into sends of at most ``batch`` bytes / ``max_ops`` messages."""
+        # This loop runs once per route of a full table: locals only, one pack per message.
+        pack = _HEAD[afi].pack
+        hsize = _HEAD[afi].size
+        family, table8, alen4 = _FAMILY[afi], (table if table < 256 else 0), 4 + afi.addr_len
+        protocol = self.protocol
+        nh_cache = self._nh_cache[afi]
+        last_nh: NextHops = ()
+        last_attrs = b""
+        n = len(ops)
+        i = 0
+        while i < n:
+            if self._seq > 0xFFFF0000:  # keep a batch's sequence numbers from wrapping
+                self._seq = 1
+            base = seq = self._seq
+            parts: list[bytes] = []
+            sent: list[FibOp] = []
+            size = 0
+            stop = min(n, i + self._max_ops)
+            while i < stop and size < self._batch:
+                op = ops[i]
+                i += 1
+                prefix, nexthops = op
+                if nexthops:
+                    # Consecutive routes mostly share a next-hop set; != is C-fast when the gateways
+                    # are the same objects (ipaddress's own __eq__ is Python).
+                    if nexthops is not last_nh and nexthops != last_nh:
+                        try:
+                            last_attrs = nh_cache.get(nexthops)
+                        except (OSError, ValueError) as exc:  # e.g. an unknown interface in fe80::1%eth9
+                            errno = getattr(exc, "errno", None) or errno_mod.EINVAL
+                            errors.append(
+                                FibError(table, afi, prefix, OP_REPLACE, errno, f"bad next hop: {exc}")
+                            )
+                            continue
+                        last_nh = nexthops
+                    msg_len = hsize + len(last_attrs)
+                    parts.append(pack(
+                        msg_len, RTM_NEWROUTE, NEW_FLAGS, seq, 0,
+                        family, prefix[0], 0, 0, table8, protocol, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0,
+                        8, RTA_TABLE, table, alen4, RTA_DST, prefix[1:],
+                    ))  # fmt: skip
+                    parts.append(last_attrs)
+                else:
+                    msg_len = hsize
+                    parts.append(pack(
+                        msg_len, RTM_DELROUTE, DEL_FLAGS, seq, 0,
+                        family, prefix[0], 0, 0, table8, protocol, RT_SCOPE_NOWHERE, 0, 0,
+                        8, RTA_TABLE, table, alen4, RTA_DST, prefix[1:],
+                    ))  # fmt: skip
+                sent.append(op)
+                size += msg_len
+                seq += 1
+            self._seq = seq
+            if sent:
+                yield base, b"".join(parts), sent
+
+    def _send_batch(
+        self, table: int, afi: Afi, batch: _Batch, errors: list[FibError], lost: list[FibOp]
+    ) -> None:
+        base, data, sent = batch
+        try:
+            self._sock.sendto(data, (0, 0))
+        except OSError as exc:
+            errno = exc.errno or errno_mod.EIO
+            errors.extend(
+                FibError(table, afi, p, op_name(nh), errno, f"netlink send: {os.strerror(errno)}")
+                for p, nh in sent
+            )
+            return
+        acked = self._read_acks(table, afi, base, sent, errors)
+        if acked is not None:
+            lost.extend(op for k, op in enumerate(sent) if not acked[k])
+
+    def _read_acks(
+        self, table: int, afi: Afi, base: int, sent: list[FibOp], errors: list[FibError]
+    ) -> bytearray | None:
+        """Match acknowledgements to ``sent`` by sequence number. None when all were acknowledged."""
+        count = len(sent)
+        acked = bytearray(count)
+        remaining = count
+        overrun = False
+        mrecv = self._mrecv
+        while remaining:
+            try:
+                if mrecv is None:
+                    nbytes = self._sock.recv_into(self._buf, 0, socket.MSG_DONTWAIT)
+                    remaining -= self._take_acks(self._buf, 0, nbytes, base, acked, sent, table, afi, errors)
+                    continue
+                m = mrecv.recv(socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                # Normally unreachable: every ack is queued before send returns. After an
+                # overrun the missing ones are gone for good; otherwise give the kernel a moment.
+                if overrun or not self._poll.poll(_ACK_WAIT * 1000):
+                    return acked
+                continue
+            except OSError as exc:
+                if exc.errno == errno_mod.ENOBUFS:  # overrun: some acks were dropped
+                    overrun = True
+                    continue
+                raise
+            lengths, mlens, types, seqs, errs = mrecv.columns(m)
+            k0 = (seqs[0] - base) & 0xFFFFFFFF
+            if (
+                k0 + m <= count
+                and lengths == mlens
+                and types.count(NLMSG_ERROR) == m
+                and seqs == list(range(seqs[0], seqs[0] + m))
+                and acked.find(1, k0, k0 + m) < 0
+            ):
+                # The usual case, checked in C: m single-message acks for consecutive requests.
+                acked[k0 : k0 + m] = b"\x01" * m
+                remaining -= m
+                if any(errs):
+                    for d, err in enumerate(errs):
+                        if err:
+                            self._ack_error(
+                                mrecv.data, d * mrecv.SLOT, lengths[d], sent[k0 + d], table, afi, errors
+                            )
+            else:
+                for d in range(m):
+                    pos = d * mrecv.SLOT
+                    remaining -= self._take_acks(
+                        mrecv.data,
+                        pos,
+                        pos + min(lengths[d], mrecv.SLOT),
+                        base,
+                        acked,
+                        sent,
+                        table,
+                        afi,
+                        errors,
+                    )
+        return None
+
+    def _take_acks(
+        self,
+        buf: bytearray,
+        pos: int,
+        end: int,
+        base: int,
+        acked: bytearray,
+        sent: list[FibOp],
+        table: int,
+        afi: Afi,
+        errors: list[FibError],
+    ) -> int:
+        """Account for the acks in one datagram ``buf[pos:end]``; return how many were new."""
+        new = 0
+        count = len(sent)
+        while pos + 20 <= end:
+            mlen, mtype, _flags, mseq, _pid, err = _ACK.unpack_from(buf, pos)
+            if mlen < 16:
+                break
+            if mtype == NLMSG_ERROR:
+                k = (mseq - base) & 0xFFFFFFFF
+                if k < count and not acked[k]:
+                    acked[k] = 1
+                    new += 1
+                    if err:
+                        self._ack_error(buf, pos, min(mlen, end - pos), sent[k], table, afi, errors)
+            pos += (mlen + 3) & ~3
+        return new
+
+    @staticmethod
+    def _ack_error(
+        buf: bytearray, pos: int, mlen: int, op: FibOp, table: int, afi: Afi, errors: list[FibError]
+    ) -> None:
+        err = -_I32.unpack_from(buf, pos + 16)[0]
+        prefix, nexthops = op
+        if not nexthops and err in _GONE:
+            return  # deleting a route that is already gone
+        flags = _HDR.unpack_from(buf, pos)[2]
+        errors.append(
+            FibError(table, afi, prefix, op_name(nexthops), err, _error_reason(buf, pos, mlen, flags, err))
+        )
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def dump(self, table: int, afi: Afi) -> dict[PrefixKey, NextHops]:
+        for _attempt in range(5):
+            routes, consistent = self._dump_once(table, afi)
+            if consistent:
+                return routes
+        # The table kept changing under the dump (another writer); the last one is close enough.
+        log.warning("route dump interrupted repeatedly", table=table, afi=afi.name_lower)
+        return routes
+
+    def _dump_once(self, table: int, afi: Afi) -> tuple[dict[PrefixKey, NextHops], bool]:
+        seq = self._seq
+        self._seq = (seq + 1) & 0xFFFFFFFF
+        family = _FAMILY[afi]
+        req = (
+            _HDR.pack(16 + 12 + 8, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
+            + _RTMSG.pack(family, 0, 0, 0, table if table < 256 else 0, self.protocol, 0, 0, 0)
+            + _attr(RTA_TABLE, _U32.pack(table))
+        )
+        self._sock.sendto(req, (0, 0))
+        routes: dict[PrefixKey, NextHops] = {}
+        gateways = _Gateways()
+        consistent = True
+        buf, protocol = self._buf, self.protocol
+        while True:
+            nbytes = self._sock.recv_into(buf)
+            pos = 0
+            while pos + 16 <= nbytes:
+                mlen, mtype, mflags, mseq, _pid = _HDR.unpack_from(buf, pos)
+                if mlen < 16 or pos + mlen > nbytes:
+                    break
+                if mseq == seq:
+                    if mflags & NLM_F_DUMP_INTR:
+                        consistent = False
+                    if mtype == NLMSG_DONE:
+                        err = -_I32.unpack_from(buf, pos + 16)[0] if mlen >= 20 else 0
+                        if err and err != errno_mod.ENOENT:  # ENOENT: the table does not exist (yet)
+                            raise OSError(err, f"route dump of table {table}: {os.strerror(err)}")
+                        return routes, consistent
+                    if mtype == NLMSG_ERROR:
+                        err = -_I32.unpack_from(buf, pos + 16)[0]
+                        if err:
+                            reason = _error_reason(buf, pos, mlen, mflags, err)
+                            raise OSError(err, f"route dump of table {table}: {reason}")
+                    elif mtype == RTM_NEWROUTE and buf[pos + 21] == protocol and buf[pos + 16] == family:
+                        route = _decode_route(buf, pos, pos + mlen, gateways)
+                        if route is not None and route[0] == table:
+                            _table, prefix, nexthops = route
+                            old = routes.setdefault(prefix, nexthops)
+                            if old is not nexthops:
+                                # Some kernels dump each IPv6 ECMP member as its own route: merge them.
+                                routes[prefix] = tuple(dict.fromkeys(old + nexthops))
+                pos += (mlen + 3) & ~3
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _set_buffer(sock: socket.socket, force_opt: int, opt: int, size: int) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, force_opt, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, opt, size)  # capped by net.core.*mem_max
+
+
+def _try_setsockopt(sock: socket.socket, opt: int) -> bool:
+    try:
+        sock.setsockopt(SOL_NETLINK, opt, 1)
+    except OSError:
+        return False
+    return True

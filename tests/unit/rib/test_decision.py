@@ -1,0 +1,340 @@
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from rib.attrs import Origin, SegType
+from rib.decision import (
+    DEFAULT_LOCAL_PREF,
+    ECMP_STEPS,
+    STEPS,
+    best_of,
+    better,
+    compare,
+    ecmp_equal,
+    loss_reason,
+    select,
+)
+from rib.route import Path, SourceKind
+from tests.unit.rib.helpers import LOCAL_AS, ebgp, ibgp, local_source, path, source
+
+STEP_NAMES = [name for name, _ in STEPS]
+
+
+def test_steps_are_in_rfc_order() -> None:
+    assert STEP_NAMES == [
+        "local-pref",
+        "locally originated",
+        "AS path length",
+        "origin",
+        "MED",
+        "eBGP over iBGP",
+        "router id",
+        "peer address",
+    ]
+    assert STEP_NAMES[ECMP_STEPS] == "router id"
+    assert DEFAULT_LOCAL_PREF == 100
+
+
+def assert_decides(a: Path, b: Path, step: str) -> None:
+    """``a`` beats ``b`` on ``step``, whichever side it is on and whatever the input order."""
+    r, name = compare(a, b)
+    assert r < 0 and name == step, (r, name)
+    r, name = compare(b, a)
+    assert r > 0 and name == step, (r, name)
+    assert better(a, b) and not better(b, a)
+    assert best_of([a, b]) is a and best_of([b, a]) is a
+    assert loss_reason(a, b) == f"lost on {step}"
+
+
+# --- a matrix over the steps --------------------------------------------------------------------
+#
+# Every path is built from these knobs. For step k, ``a`` gets the winning value of step k and
+# the *losing* value of every later step, ``b`` the opposite; so step k must decide on its own.
+# Then, for each earlier step j, ``b`` also gets the winning value of j: j must decide for b.
+
+BASE: dict[str, Any] = dict(
+    lp=None, kind=SourceKind.EBGP, path=(65001, 65100), origin=Origin.IGP, med=None, rid=10, peer="192.0.2.1"
+)
+TWEAKS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    # (winning knobs, losing knobs); local-pref also checks that a missing value means 100.
+    "local-pref": ({"lp": 101}, {"lp": None}),
+    "locally originated": ({"kind": SourceKind.LOCAL}, {"kind": SourceKind.IBGP}),
+    "AS path length": ({"path": (65001,)}, {"path": (65001, 65002)}),
+    "origin": ({"origin": Origin.IGP}, {"origin": Origin.INCOMPLETE}),
+    "MED": ({"med": 10}, {"med": 20}),
+    "eBGP over iBGP": ({"kind": SourceKind.EBGP}, {"kind": SourceKind.IBGP}),
+    "router id": ({"rid": 1}, {"rid": 2}),
+    "peer address": ({"peer": "192.0.2.1"}, {"peer": "192.0.2.2"}),
+}
+assert list(TWEAKS) == STEP_NAMES
+
+
+def build(knobs: dict[str, Any]) -> Path:
+    kind = knobs["kind"]
+    peer = None if kind == SourceKind.LOCAL else knobs["peer"]
+    asn = LOCAL_AS if kind != SourceKind.EBGP else knobs["path"][0]
+    src = source(kind, peer, asn, knobs["rid"])
+    return path(
+        src,
+        path=knobs["path"],
+        nh="198.51.100.1",
+        local_pref=knobs["lp"],
+        origin=knobs["origin"],
+        med=knobs["med"],
+    )
+
+
+def pair(k: int, earlier_for_b: int | None = None) -> tuple[Path, Path]:
+    a, b = dict(BASE), dict(BASE)
+    for later in STEP_NAMES[k + 1 :]:
+        good, bad = TWEAKS[later]
+        a.update(bad)
+        b.update(good)
+    good, bad = TWEAKS[STEP_NAMES[k]]
+    a.update(good)
+    b.update(bad)
+    if earlier_for_b is not None:
+        good, bad = TWEAKS[STEP_NAMES[earlier_for_b]]
+        b.update(good)
+        a.update(bad)
+    return build(a), build(b)
+
+
+@pytest.mark.parametrize("k", range(len(STEPS)), ids=STEP_NAMES)
+def test_step_decides_when_earlier_steps_tie(k: int) -> None:
+    a, b = pair(k)
+    # Every earlier step ties...
+    for _name, step in STEPS[:k]:
+        assert step(a, b) == 0
+    # ...and this one decides, even though every later step favours b.
+    assert_decides(a, b, STEP_NAMES[k])
+
+
+@pytest.mark.parametrize(
+    ("k", "j"),
+    [(k, j) for k in range(len(STEPS)) for j in range(k)],
+    ids=[f"{STEP_NAMES[k]}<-{STEP_NAMES[j]}" for k in range(len(STEPS)) for j in range(k)],
+)
+def test_earlier_step_overrides_later_one(k: int, j: int) -> None:
+    a, b = pair(k, earlier_for_b=j)
+    assert_decides(b, a, STEP_NAMES[j])
+
+
+# --- each step on its own ------------------------------------------------------------------------
+
+E1 = ebgp("192.0.2.1", 65001, rid=1)
+E2 = ebgp("192.0.2.2", 65001, rid=2)
+E3 = ebgp("192.0.2.3", 65003, rid=3)
+I1 = ibgp("10.0.0.1", rid=4)
+I2 = ibgp("10.0.0.2", rid=5)
+
+
+def test_local_pref_higher_wins_and_missing_means_100() -> None:
+    # E2 would win every later step; local-pref decides first.
+    hi = path(E2, path=(65001, 1, 2, 3), origin=Origin.INCOMPLETE, local_pref=200)
+    lo = path(E1, path=(65001,), local_pref=150)
+    assert_decides(hi, lo, "local-pref")
+    missing = path(E1, path=(65001,))
+    assert compare(path(E2, path=(65001,), local_pref=100), missing)[1] != "local-pref"
+    assert_decides(path(E2, path=(65001, 2), local_pref=101), missing, "local-pref")
+    assert_decides(missing, path(E2, path=(65001, 2), local_pref=99), "local-pref")
+    assert_decides(missing, path(E2, path=(65001, 2), local_pref=0), "local-pref")
+
+
+def test_locally_originated_beats_learnt() -> None:
+    loc = path(local_source(rid=99), origin=Origin.INCOMPLETE, med=1000)
+    assert_decides(loc, path(I1, origin=Origin.IGP), "locally originated")
+    assert_decides(loc, path(E1, path=(65001,)), "locally originated")
+    # ...but not over a higher local-pref.
+    assert_decides(path(E1, path=(65001,), local_pref=101), loc, "local-pref")
+
+
+def test_shorter_as_path_wins() -> None:
+    short = path(E2, path=(65001, 2), origin=Origin.INCOMPLETE, med=100)
+    long = path(E1, path=(65001, 2, 3), origin=Origin.IGP, med=0)
+    assert_decides(short, long, "AS path length")
+
+
+def test_as_path_length_counts_as_set_once_and_confederations_not_at_all() -> None:
+    set_path = path(E2, as_path=((SegType.AS_SEQUENCE, (65001,)), (SegType.AS_SET, (1, 2, 3, 4))))
+    seq3 = path(E1, path=(65001, 2, 3))
+    assert_decides(set_path, seq3, "AS path length")  # 2 < 3
+    confed = path(
+        E2,
+        as_path=((SegType.AS_CONFED_SEQUENCE, (64512, 64513, 64514)), (SegType.AS_SEQUENCE, (65001,))),
+    )
+    assert_decides(confed, path(E1, path=(65001, 2)), "AS path length")  # 1 < 2
+
+
+def test_lower_origin_wins() -> None:
+    igp = path(E2, path=(65001,), origin=Origin.IGP, med=500)
+    egp = path(E1, path=(65001,), origin=Origin.EGP, med=0)
+    incomplete = path(E1, path=(65001,), origin=Origin.INCOMPLETE)
+    assert_decides(igp, egp, "origin")
+    assert_decides(egp, incomplete, "origin")
+    assert_decides(igp, incomplete, "origin")
+
+
+def test_lower_med_wins_within_the_same_neighbour_as() -> None:
+    low = path(E2, path=(65001, 9), med=5)
+    high = path(E1, path=(65001, 7), med=6)
+    assert_decides(low, high, "MED")
+    # A missing MED counts as 0 (the lowest).
+    assert_decides(path(E2, path=(65001,)), path(E1, path=(65001,), med=1), "MED")
+
+
+def test_med_is_not_compared_between_different_neighbour_ases() -> None:
+    a = path(E1, path=(65001, 9), med=500)  # router id 1
+    b = path(E3, path=(65003, 9), med=5)  # router id 3
+    r, name = compare(a, b)
+    assert r < 0 and name == "router id"  # MED skipped; a wins on a later step
+    # And the same neighbour AS does compare again.
+    c = path(E3, path=(65001, 9), med=5)
+    assert compare(a, c)[1] == "MED"
+
+
+def test_ebgp_beats_ibgp() -> None:
+    e = path(E3, path=(65003,), nh="192.0.2.3")  # router id 3
+    i = path(ibgp("10.0.0.1", rid=1), path=(65003,), nh="192.0.2.3")  # the better router id
+    assert_decides(e, i, "eBGP over iBGP")
+    # Two iBGP paths (or two eBGP paths) tie on this step.
+    assert compare(path(I1, path=(65003,)), path(I2, path=(65003,)))[1] == "router id"
+
+
+def test_lower_router_id_wins() -> None:
+    a = path(ebgp("192.0.2.9", 65001, rid=0x0A000001), path=(65001,))
+    b = path(ebgp("192.0.2.1", 65001, rid=0x0A000002), path=(65001,))
+    assert_decides(a, b, "router id")
+
+
+def test_lower_peer_address_wins_last() -> None:
+    a = path(ebgp("192.0.2.1", 65001, rid=7), path=(65001,))
+    b = path(ebgp("192.0.2.10", 65001, rid=7), path=(65001,))
+    assert_decides(a, b, "peer address")
+    # Numeric, not textual, order: .9 < .10.
+    c = path(ebgp("192.0.2.9", 65001, rid=7), path=(65001,))
+    assert_decides(c, b, "peer address")
+    # IPv4 peers sort before IPv6 peers.
+    d = path(ebgp("2001:db8::1", 65001, rid=7), path=(65001,))
+    assert_decides(b, d, "peer address")
+
+
+def test_identical_paths_compare_equal() -> None:
+    a = path(E1, path=(65001,))
+    b = path(E1, path=(65001,))
+    assert compare(a, b) == (0, "")
+    assert not better(a, b)
+    assert loss_reason(a, b) == "equal to best"
+
+
+# --- ECMP selection ------------------------------------------------------------------------------
+
+
+def mp(peer: str, asn: int, nh: str, rid: int, **kw: Any) -> Path:
+    kind_src = ebgp(peer, asn, rid=rid)
+    return path(kind_src, path=kw.pop("as_path", (asn, 65100)), nh=nh, **kw)
+
+
+def test_select_empty_and_single() -> None:
+    assert select([], 8, False) == ()
+    p = mp("192.0.2.1", 65001, "192.0.2.1", 1)
+    assert select([p], 8, False) == (p,)
+
+
+def test_select_best_first_then_equal_paths_by_peer_address() -> None:
+    a = mp("192.0.2.3", 65001, "192.0.2.3", rid=1)  # best: lowest router id
+    b = mp("192.0.2.2", 65001, "192.0.2.2", rid=2)
+    c = mp("192.0.2.1", 65001, "192.0.2.1", rid=3)
+    worse = mp("192.0.2.4", 65001, "192.0.2.4", rid=0, as_path=(65001, 1, 2))
+    assert select([worse, c, b, a], 8, False) == (a, c, b)
+
+
+def test_select_is_limited_by_ecmp() -> None:
+    a = mp("192.0.2.3", 65001, "192.0.2.3", rid=1)
+    b = mp("192.0.2.2", 65001, "192.0.2.2", rid=2)
+    c = mp("192.0.2.1", 65001, "192.0.2.1", rid=3)
+    assert select([a, b, c], 2, False) == (a, c)  # the lowest peer address fills the slot
+    assert select([a, b, c], 3, False) == (a, c, b)
+    assert select([a, b, c], 1, False) == (a,)
+    assert select([a, b, c], 0, False) == (a,)
+
+
+def test_select_requires_the_same_neighbour_as_unless_relaxed() -> None:
+    a = mp("192.0.2.1", 65001, "192.0.2.1", rid=1)
+    b = mp("192.0.2.2", 65002, "192.0.2.2", rid=2)
+    assert select([a, b], 8, False) == (a,)
+    assert not ecmp_equal(a, b, False)
+    assert select([a, b], 8, True) == (a, b)
+    assert ecmp_equal(a, b, True)
+
+
+def test_multipath_relax_still_needs_equal_length_and_origin() -> None:
+    a = mp("192.0.2.1", 65001, "192.0.2.1", rid=1)
+    longer = mp("192.0.2.2", 65002, "192.0.2.2", rid=2, as_path=(65002, 1, 2))
+    worse_origin = mp("192.0.2.3", 65003, "192.0.2.3", rid=3, origin=Origin.INCOMPLETE)
+    lower_lp = mp("192.0.2.4", 65004, "192.0.2.4", rid=4, local_pref=50)
+    assert select([a, longer, worse_origin, lower_lp], 8, True) == (a,)
+
+
+def test_select_needs_equal_med_within_the_same_as() -> None:
+    a = mp("192.0.2.1", 65001, "192.0.2.1", rid=1, med=10)
+    b = mp("192.0.2.2", 65001, "192.0.2.2", rid=2, med=20)
+    c = mp("192.0.2.3", 65001, "192.0.2.3", rid=3, med=10)
+    assert select([a, b, c], 8, False) == (a, c)
+
+
+def test_select_collapses_duplicate_next_hops() -> None:
+    a = mp("192.0.2.1", 65001, "198.51.100.1", rid=1)
+    b = mp("192.0.2.2", 65001, "198.51.100.1", rid=2)  # same next hop as the best
+    c = mp("192.0.2.3", 65001, "198.51.100.3", rid=3)
+    d = mp("192.0.2.4", 65001, "198.51.100.3", rid=4)  # same next hop as c
+    sel = select([a, b, c, d], 8, False)
+    assert sel[0] is a
+    assert [p.attrs.next_hop for p in sel] == [a.attrs.next_hop, c.attrs.next_hop]
+    assert len(sel) == 2
+    assert select([a, b], 8, False) == (a,)
+
+
+def test_select_skips_paths_without_next_hop() -> None:
+    a = mp("192.0.2.1", 65001, "192.0.2.1", rid=1)
+    b = path(ebgp("192.0.2.2", 65001, rid=2), path=(65001, 65100))  # no next hop
+    assert select([a, b], 8, False) == (a,)
+
+
+def test_select_does_not_mix_ibgp_and_ebgp() -> None:
+    e = path(ebgp("192.0.2.1", 65001, rid=9), path=(65001,), nh="192.0.2.1")
+    i = path(ibgp("10.0.0.1", rid=1), path=(65001,), nh="10.0.0.1")
+    assert select([i, e], 8, False) == (e,)
+    assert select([i, e], 8, True) == (e,)
+    assert not ecmp_equal(e, i, True)
+    # Two iBGP paths may share forwarding.
+    i2 = path(ibgp("10.0.0.2", rid=2), path=(65001,), nh="10.0.0.2")
+    assert select([i2, i], 8, False) == (i, i2)
+
+
+def test_local_routes_are_never_ecmp() -> None:
+    loc = path(local_source(), nh="192.0.2.254")
+    other_local = path(source(SourceKind.LOCAL, None, LOCAL_AS, 2), nh="192.0.2.253")
+    e = path(ebgp("192.0.2.1", 65001), nh="192.0.2.1")
+    assert select([e, loc], 8, True) == (loc,)
+    assert select([loc, other_local], 8, True) == (loc,)
+    assert not ecmp_equal(loc, e, True)
+    assert not ecmp_equal(e, loc, True)
+    assert not ecmp_equal(loc, other_local, True)
+
+
+def test_select_order_is_stable_whatever_the_input_order() -> None:
+    paths = [
+        mp("192.0.2.5", 65001, "192.0.2.5", rid=1),
+        mp("192.0.2.3", 65001, "192.0.2.3", rid=2),
+        mp("192.0.2.40", 65001, "192.0.2.40", rid=3),
+        mp("192.0.2.4", 65001, "192.0.2.4", rid=4),
+        mp("192.0.2.6", 65001, "192.0.2.6", rid=5, as_path=(65001, 1, 65100)),  # worse
+    ]
+    expected = (paths[0], paths[1], paths[3], paths[2])
+    for perm in itertools.permutations(paths):
+        assert select(list(perm), 8, False) == expected
+        assert select(list(perm), 3, False) == expected[:3]
