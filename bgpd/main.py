@@ -7,17 +7,8 @@ import asyncio
 import sys
 
 from bgpd.config.errors import ConfigError
-from bgpd.config.toml import load_config
+from bgpd.config.toml import load_config, summarize
 from bgpd.log import get_logger, setup_logging
-
-
-def _summary(path: str) -> str:
-    cfg = load_config(path)
-    return (
-        f"{path}: OK: AS {cfg.router.asn}, router id {cfg.router.router_id}, "
-        f"{len(cfg.neighbors)} neighbors, {len(cfg.vrfs)} VRFs, {len(cfg.networks)} networks, "
-        f"{len(cfg.policies)} policies"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,8 +22,18 @@ def main(argv: list[str] | None = None) -> int:
         try:
             from bgpd.daemon import build_filters
 
-            build_filters(load_config(args.check_config))
-            print(_summary(args.check_config))
+            config = load_config(args.check_config)
+            build_filters(config)
+            print(summarize(config))
+            for i, n in enumerate(config.neighbors):
+                for what, defaulted in (("import", n.import_defaulted), ("export", n.export_defaulted)):
+                    if defaulted:
+                        print(
+                            f"{config.source}: neighbor[{i}].{what}: warning: not set for eBGP neighbor "
+                            f"{n.address}: no routes {'accepted' if what == 'import' else 'announced'} "
+                            "(RFC 8212)",
+                            file=sys.stderr,
+                        )
         except ConfigError as e:
             for issue in e.issues:
                 print(issue, file=sys.stderr)

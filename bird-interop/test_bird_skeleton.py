@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -227,62 +228,107 @@ def test_bird_stopped_routes_gone_and_shutdown_flushes_only_ours(fresh: Skeleton
 
 def _bgp_open(asn: int, router_id: str, hold: int = 30) -> bytes:
     """An OPEN built with scapy (independent of our codec)."""
-    from scapy.config import conf
+    from scapy.contrib.bgp import BGPHeader, BGPOpen, bgp_module_conf
 
-    conf.contribs.setdefault("bgp", {})["use_2_bytes_asn"] = False
-    from scapy.contrib.bgp import BGPHeader, BGPOpen
-
+    bgp_module_conf.use_2_bytes_asn = False
     return bytes(BGPHeader(type=1) / BGPOpen(my_as=asn, hold_time=hold, bgp_id=router_id))
 
 
-def test_garbage_from_a_peer_gets_a_notification_and_others_keep_running(fresh: SkeletonLab) -> None:
-    """A rogue speaker at b1's address sends an OPEN, then a message with a broken marker."""
-    lab = fresh
-    lab.birds["b1"].stop()  # free b1's address for our crafted speaker
-    wait_for("b1 down", lambda: lab.bgpd.neighbor_state("10.91.1.2") != "Established", HOLD_TIME + 3)  # type: ignore[union-attr]
-    ns = lab.birds["b1"].ns
-    script = f"""
+# A rogue speaker at b1's address: OPEN, optionally KEEPALIVE (to reach Established), then the
+# bad message; it prints the NOTIFICATION it gets back.
+ROGUE = r"""
 import socket, struct, sys, time
-sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+open_msg, establish, bad = bytes.fromhex(sys.argv[1]), sys.argv[2] == "1", bytes.fromhex(sys.argv[3])
 s = socket.create_connection(("10.91.1.1", 179), timeout=10)
-s.sendall({_bgp_open(65002, "10.91.1.2")!r})
+s.sendall(open_msg)
 buf = b""
-deadline = time.time() + 10
-while time.time() < deadline:
-    chunk = s.recv(4096)
-    if not chunk:
-        break
-    buf += chunk
-    if len(buf) >= 19 + 10:  # their OPEN arrived
-        break
-s.sendall(b"\\x00" * 16 + struct.pack("!HB", 19, 4))  # KEEPALIVE with a bad marker
-s.settimeout(10)
-rest = b""
-try:
-    while True:
+def messages(data):
+    i = 0
+    while i + 19 <= len(data):
+        length, mtype = struct.unpack("!HB", data[i + 16:i + 19])
+        if i + length > len(data):
+            break
+        yield mtype, data[i + 19:i + length]
+        i += length
+def wait_for_type(t):
+    global buf
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if any(mt == t for mt, _ in messages(buf)):
+            return
         chunk = s.recv(4096)
         if not chunk:
-            break
-        rest += chunk
-except OSError:
-    pass
-# find the NOTIFICATION (type 3) among what came back
-data = buf + rest
-i = 0
-while i + 19 <= len(data):
-    length, mtype = struct.unpack("!HB", data[i + 16:i + 19])
-    if mtype == 3:
-        print("NOTIFICATION", data[i + 19], data[i + 20])
-        break
-    i += length
+            return
+        buf += chunk
+wait_for_type(1)  # their OPEN
+if establish:
+    s.sendall(b"\xff" * 16 + struct.pack("!HB", 19, 4))
+    wait_for_type(4)  # their KEEPALIVE: Established
+s.sendall(bad)
+wait_for_type(3)
+for mt, body in messages(buf):
+    if mt == 3:
+        print("NOTIFICATION", body[0], body[1])
 """
+
+MARKER = b"\xff" * 16
+# (name, establish first, bytes, expected NOTIFICATION code/subcode)
+ROGUE_CASES = [
+    ("bad marker", False, b"\x00" * 16 + bytes.fromhex("001304"), "1 1"),
+    ("KEEPALIVE with a body", False, MARKER + bytes.fromhex("00140400"), "1 2"),
+    ("unknown message type", False, MARKER + bytes.fromhex("001309"), "1 3"),
+    # UPDATE whose ORIGIN attribute claims 200 bytes: the attribute list cannot be parsed.
+    ("truncated UPDATE", True, MARKER + bytes.fromhex("001d02000000064001c8000000"), "3 1"),
+]
+
+
+@pytest.fixture(scope="module")
+def rogue_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SkeletonLab]:
+    """The skeleton lab with b1 stopped, so a crafted speaker can take its address."""
+    _need_bird()
+    lab = _start(tmp_path_factory.mktemp("rogue"))
+    try:
+        lab.birds["b1"].stop()
+        wait_for("b1 down", lambda: lab.bgpd.neighbor_state("10.91.1.2") != "Established", HOLD_TIME + 3)  # type: ignore[union-attr]
+        yield lab
+    finally:
+        lab.close()
+
+
+@pytest.mark.parametrize(
+    ("case", "establish", "bad", "expected"), ROGUE_CASES, ids=[c[0] for c in ROGUE_CASES]
+)
+def test_bad_message_from_a_peer_gets_the_right_notification(
+    rogue_lab: SkeletonLab, case: str, establish: bool, bad: bytes, expected: str
+) -> None:
+    lab = rogue_lab
+    assert lab.bgpd is not None
+    ns = lab.birds["b1"].ns
+    open_msg = _bgp_open(65002, "10.91.1.2", hold=30)
+    # Our session may be in its reconnect backoff: it accepts the inbound connection anyway.
     out = subprocess.run(
-        ["ip", "netns", "exec", ns, "python3", "-c", script], capture_output=True, text=True, timeout=40
+        [
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            sys.executable,
+            "-c",
+            ROGUE,
+            open_msg.hex(),
+            "1" if establish else "0",
+            bad.hex(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=40,
     )
-    assert "NOTIFICATION 1 1" in out.stdout, out.stdout + out.stderr
-    assert lab.bgpd is not None and lab.bgpd.running
+    assert f"NOTIFICATION {expected}" in out.stdout, (
+        f"{case}: {out.stdout} {out.stderr}\n{lab.bgpd.log_text()[-3000:]}"
+    )
+    assert lab.bgpd.running
+    # The error is logged with the peer, and the daemon's other peers are untouched.
     log = lab.bgpd.log_text()
-    assert "10.91.1.2" in log and ("Connection Not Synchronized" in log or "marker" in log.lower())
-    # The other peer's sessions and routes are untouched.
+    assert '"peer": "10.91.1.2"' in log and "NOTIFICATION" in log
     assert lab.bgpd.neighbor_state("10.91.2.2") == "Established"
     assert "203.0.113.0/24" in table_routes(lab)

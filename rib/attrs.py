@@ -8,7 +8,7 @@ Equality and hashing are by value, so an interned set can key dictionaries
 
 from __future__ import annotations
 
-import weakref
+import sys
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any
@@ -37,7 +37,7 @@ AsPath = tuple[tuple[int, tuple[int, ...]], ...]
 """AS_PATH as segments: ((segment type, (asn, ...)), ...); 4-octet ASNs throughout."""
 
 
-@dataclass(frozen=True, slots=True, weakref_slot=True)
+@dataclass(frozen=True, slots=True)
 class PathAttrs:
     origin: int = Origin.IGP
     as_path: AsPath = ()
@@ -101,7 +101,11 @@ class PathAttrs:
         return intern(replace(self, **changes))
 
 
-_interned: weakref.WeakValueDictionary[PathAttrs, PathAttrs] = weakref.WeakValueDictionary()
+# One shared instance per distinct set: the dict maps each set to itself. Sets no route uses
+# any more are swept when the table has doubled since the last sweep (amortised O(1) per
+# intern); a weak-value dictionary does the same at several times the cost per lookup.
+_interned: dict[PathAttrs, PathAttrs] = {}
+_sweep_at = 4096
 
 
 def intern(attrs: PathAttrs) -> PathAttrs:
@@ -109,10 +113,21 @@ def intern(attrs: PathAttrs) -> PathAttrs:
     existing = _interned.get(attrs)
     if existing is not None:
         return existing
-    # The key is a separate, equal copy: the dictionary holds its keys strongly, so keying by
-    # ``attrs`` itself would keep every set ever seen alive (the weak value could never die).
-    _interned[replace(attrs)] = attrs
+    _interned[attrs] = attrs
+    if len(_interned) >= _sweep_at:
+        sweep()
     return attrs
+
+
+def sweep() -> int:
+    """Forget sets referenced only by the intern table. Returns how many were dropped."""
+    global _sweep_at
+    # getrefcount sees the dict's key and value references plus its own argument.
+    dead = [a for a in _interned if sys.getrefcount(a) <= 4]
+    for a in dead:
+        del _interned[a]
+    _sweep_at = max(4096, 2 * len(_interned))
+    return len(dead)
 
 
 def interned_count() -> int:
