@@ -181,6 +181,34 @@ def test_routes_learnt_from_one_bird_are_announced_to_the_other(skeleton: Skelet
     assert neighbors[0]["advertised"] >= 2  # 10.96.0.0/12 plus at least b1's routes
 
 
+def test_withdraw_from_bird_removes_the_kernel_route_and_shrinks_ecmp(skeleton: SkeletonLab) -> None:
+    b2 = skeleton.birds["b2"]
+    wait_for(
+        "ECMP installed", lambda: table_routes(skeleton).get("192.0.2.0/24") == {"10.91.1.2", "10.91.2.2"}, 30
+    )
+    b2.birdc("disable", "st4")  # BIRD withdraws its static IPv4 routes over BGP
+    try:
+        routes = wait_for(
+            "b2's IPv4 routes withdrawn",
+            lambda: (
+                "203.0.113.0/24" not in (r := table_routes(skeleton))
+                and r.get("192.0.2.0/24") == {"10.91.1.2"}
+                and r
+            ),
+            15,
+        )
+        assert routes["198.51.100.0/24"] == {"10.91.1.2"}
+        assert skeleton.bgpd.cli_json("show", "routes", "203.0.113.0/24")["routes"] == []  # type: ignore[union-attr]
+        # The IPv6 session of the same router is unaffected.
+        assert table_routes(skeleton, 6).get("2001:db8:100::/48") == {"fd91:1::2", "fd91:2::2"}
+    finally:
+        b2.birdc("enable", "st4")
+    wait_for(
+        "re-announced", lambda: table_routes(skeleton).get("192.0.2.0/24") == {"10.91.1.2", "10.91.2.2"}, 15
+    )
+    assert table_routes(skeleton)["203.0.113.0/24"] == {"10.91.2.2"}
+
+
 def test_hold_timer_expiry_removes_the_silent_peers_routes(fresh: SkeletonLab) -> None:
     wait_for(
         "ECMP installed", lambda: table_routes(fresh).get("192.0.2.0/24") == {"10.91.1.2", "10.91.2.2"}, 30
