@@ -213,7 +213,23 @@ def _details(n: dict[str, Any]) -> list[str]:
     skip = _ROW_KEYS | _DETAIL_LABELS.keys() | {"description"}
     items.extend((key.replace("_", " ").capitalize(), v) for key, v in n.items() if key not in skip)
     width = max(20, max(len(label) for label, _v in items) + 2)  # aligned across neighbors
-    return [f"  {label + ':':<{width}}{_value(v)}" for label, v in items]
+    lines: list[str] = []
+    for label, v in items:
+        lines.extend(_detail_lines(label, v, 2, width))
+    return lines
+
+
+def _detail_lines(label: str, v: object, indent: int, width: int) -> list[str]:
+    """One ``Label: value`` line, or for a mapping a heading with its keys indented below
+    (as birdc's `show protocols all` nests channel details)."""
+    pad = " " * indent
+    if isinstance(v, dict) and v and (indent > 2 or any(isinstance(x, dict) for x in v.values())):
+        out = [f"{pad}{label}:"]
+        inner = max(width - 2, max(len(str(k)) for k in v) + 2)
+        for k, x in v.items():
+            out.extend(_detail_lines(str(k).replace("_", " "), x, indent + 2, inner))
+        return out
+    return [f"{pad}{label + ':':<{width}}{_value(v)}"]
 
 
 def render_neighbors(data: dict[str, Any], detail: bool = False) -> str:

@@ -31,7 +31,17 @@ from bgpd.wire import (
     encode_route_refresh,
 )
 from bgpd.wire.errors import ERROR_NAMES, BgpError, CeaseSub, ErrCode, OpenSub, describe_error
-from bgpd.wire.messages import Capabilities, MsgType, Open, Update
+from bgpd.wire.messages import (
+    EXTENDED_MAX_MESSAGE_LEN,
+    MAX_MESSAGE_LEN,
+    AddPathMode,
+    Capabilities,
+    GracefulRestart,
+    MsgType,
+    Open,
+    RefreshSubtype,
+    Update,
+)
 from rib.prefix import Afi, Safi
 
 OPEN_HOLD_TIME = 240.0  # hold timer while waiting for the peer's OPEN (RFC 4271 8.2.2 "large value")
@@ -45,10 +55,46 @@ class ConnParams:
     hold_time: int
     afis: list[Afi]
     peer_address: str = ""
+    # Optional capabilities we advertise (RFC 4724, RFC 7911, RFC 8654, RFC 7313, RFC 8950, FQDN).
+    graceful_restart: bool = False
+    restart_time: int = 120
+    add_path: str = "off"  # "off" | "receive" | "send" | "both"
+    extended_message: bool = True
+    enhanced_route_refresh: bool = True
+    extended_next_hop: bool | None = None  # None: for IPv4 when the session runs over IPv6
+    hostname: str | None = None
     ebgp: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.ebgp = self.peer_asn != self.local_asn
+
+    def capabilities(self) -> Capabilities:
+        """The optional capabilities of our OPEN (MP, route refresh and 4-octet AS are always sent)."""
+        caps = Capabilities(
+            extended_message=self.extended_message, enhanced_route_refresh=self.enhanced_route_refresh
+        )
+        ext_nh = self.extended_next_hop
+        if ext_nh is None:
+            ext_nh = ":" in self.peer_address
+        if ext_nh and Afi.IPV4 in self.afis:
+            caps.extended_next_hop = [(int(Afi.IPV4), int(Safi.UNICAST), int(Afi.IPV6))]
+        if self.graceful_restart:
+            # We never restart with preserved forwarding state: R and F bits clear (RFC 4724 3).
+            caps.graceful_restart = GracefulRestart(
+                0, min(self.restart_time, 0xFFF), [(int(a), int(Safi.UNICAST), 0) for a in self.afis]
+            )
+        mode = _ADD_PATH_MODES.get(self.add_path)
+        if mode:
+            caps.add_path = [(int(a), int(Safi.UNICAST), mode) for a in self.afis]
+        if self.hostname:
+            # Kept short so the OPEN never needs RFC 9072 extended parameters just for a name
+            # (peers without RFC 9072 would reject it).
+            host, _, domain = self.hostname.partition(".")
+            caps.hostname, caps.domain = host[:64], domain[:64]
+        return caps
+
+
+_ADD_PATH_MODES = {"receive": AddPathMode.RECEIVE, "send": AddPathMode.SEND, "both": AddPathMode.BOTH}
 
 
 @dataclass(slots=True)
@@ -61,6 +107,52 @@ class Negotiated:
     afis: list[Afi]  # ours intersected with the peer's (unicast only)
     route_refresh: bool
     peer_capabilities: Capabilities
+    enhanced_route_refresh: bool = False
+    extended_message: bool = False  # both sides: messages up to 65535 bytes (RFC 8654)
+    max_message_len: int = MAX_MESSAGE_LEN
+    # AFIs whose NLRI may come with an IPv6 next hop (RFC 8950, both sides advertised it).
+    extended_next_hop: list[Afi] = field(default_factory=list)
+    add_path_rx: list[Afi] = field(default_factory=list)  # we receive path identifiers (RFC 7911)
+    add_path_tx: list[Afi] = field(default_factory=list)  # we send path identifiers
+    graceful_restart: bool = False  # both sides advertised RFC 4724
+    local_capabilities: Capabilities | None = None  # what we advertised
+
+    def capabilities_json(self) -> dict[str, object]:
+        """The negotiated and the peer's capabilities, for `show neighbors`."""
+        peer = self.peer_capabilities
+        gr = peer.graceful_restart
+        return {
+            "extended_message": self.extended_message,
+            "enhanced_route_refresh": self.enhanced_route_refresh,
+            "extended_next_hop": [a.name_lower for a in self.extended_next_hop],
+            "add_path": {
+                "receive": [a.name_lower for a in self.add_path_rx],
+                "send": [a.name_lower for a in self.add_path_tx],
+            },
+            "graceful_restart": self.graceful_restart,
+            "peer": {
+                "multiprotocol": [list(t) for t in peer.multiprotocol],
+                "route_refresh": peer.route_refresh,
+                "enhanced_route_refresh": peer.enhanced_route_refresh,
+                "four_octet_as": peer.four_octet_as,
+                "extended_message": peer.extended_message,
+                "extended_next_hop": [list(t) for t in peer.extended_next_hop],
+                "graceful_restart": None
+                if gr is None
+                else {
+                    "restart_flags": gr.flags,
+                    "restart_time": gr.time,
+                    "families": [list(f) for f in gr.families],
+                },
+                "long_lived_graceful_restart": None
+                if peer.llgr is None
+                else [[f.afi, f.safi, f.flags, f.stale_time] for f in peer.llgr],
+                "add_path": [list(t) for t in peer.add_path],
+                "hostname": peer.hostname,
+                "domain": peer.domain,
+                "unknown": [{"code": code, "value": value.hex()} for code, value in peer.unknown],
+            },
+        }
 
 
 @dataclass(slots=True)
@@ -113,6 +205,15 @@ class RouteRefreshReceived:
 
 
 @dataclass(slots=True)
+class RouteRefreshMarker:
+    """An RFC 7313 BoRR (subtype 1) or EoRR (subtype 2) from a peer that negotiated it."""
+
+    afi: Afi
+    safi: int
+    subtype: int
+
+
+@dataclass(slots=True)
 class NotificationReceived:
     code: int
     subcode: int
@@ -137,6 +238,7 @@ Event = (
     | SessionEstablished
     | UpdateReceived
     | RouteRefreshReceived
+    | RouteRefreshMarker
     | NotificationReceived
     | SessionClosed
 )
@@ -266,12 +368,15 @@ class BgpConnection:
             self._restart_keepalive(self._now if now is None else now)
         return True
 
-    def send_route_refresh(self, afi: Afi, safi: int = Safi.UNICAST) -> bool:
-        """Ask the peer to re-send its routes (RFC 2918); False when not negotiated for ``afi``."""
+    def send_route_refresh(self, afi: Afi, safi: int = Safi.UNICAST, subtype: int = 0) -> bool:
+        """Ask the peer to re-send its routes (RFC 2918), or with ``subtype`` BORR/EORR mark the
+        start/end of our re-advertisement (RFC 7313); False when not negotiated for ``afi``."""
         neg = self.negotiated
         if self.state is not State.ESTABLISHED or neg is None or not neg.route_refresh or afi not in neg.afis:
             return False
-        self._out += encode_route_refresh(afi, safi)
+        if subtype and not neg.enhanced_route_refresh:
+            return False
+        self._out += encode_route_refresh(afi, safi, subtype)
         self.stats.messages_out += 1
         return True
 
@@ -366,11 +471,18 @@ class BgpConnection:
             return
         neg = self.negotiated
         payload: Event | None = None
-        # RFC 2918 4 / RFC 7313 5: ignore AFI/SAFIs not negotiated and unknown subtypes (we do not
-        # advertise enhanced route refresh, so only plain requests are meaningful).
-        wanted = neg is not None and rr.afi in {a.value for a in neg.afis}
-        if wanted and rr.subtype == 0 and rr.safi == Safi.UNICAST:
+        # RFC 2918 4 / RFC 7313 5: ignore AFI/SAFIs not negotiated and unknown subtypes; BoRR and
+        # EoRR only mean something once enhanced route refresh was negotiated.
+        wanted = neg is not None and rr.afi in {a.value for a in neg.afis} and rr.safi == Safi.UNICAST
+        if wanted and rr.subtype == RefreshSubtype.NORMAL:
             payload = RouteRefreshReceived(Afi(rr.afi), rr.safi)
+        elif (
+            wanted
+            and neg is not None
+            and neg.enhanced_route_refresh
+            and rr.subtype in (RefreshSubtype.BORR, RefreshSubtype.EORR)
+        ):
+            payload = RouteRefreshMarker(Afi(rr.afi), rr.safi, rr.subtype)
         self._input(FsmEvent.ROUTE_REFRESH_MSG, now, payload=payload)
 
     # --- OPEN validation and negotiation -----------------------------------------------
@@ -409,6 +521,28 @@ class BgpConnection:
         ipv4_unicast = (Afi.IPV4.value, Safi.UNICAST.value)
         peer_families = set(caps.multiprotocol) if caps.multiprotocol else {ipv4_unicast}
         afis = [a for a in self.params.afis if (a.value, Safi.UNICAST.value) in peer_families]
+        ours = self.params.capabilities()
+        uni = int(Safi.UNICAST)
+        # RFC 7911 4: we receive path ids where we said receive and the peer said send.
+        our_ap = {(afi, safi): mode for afi, safi, mode in ours.add_path}
+        peer_ap = {(afi, safi): mode for afi, safi, mode in caps.add_path}
+        add_rx = [
+            a
+            for a in afis
+            if our_ap.get((a, uni), 0) & AddPathMode.RECEIVE and peer_ap.get((a, uni), 0) & AddPathMode.SEND
+        ]
+        add_tx = [
+            a
+            for a in afis
+            if our_ap.get((a, uni), 0) & AddPathMode.SEND and peer_ap.get((a, uni), 0) & AddPathMode.RECEIVE
+        ]
+        ext_nh = [
+            a
+            for a in afis
+            if (int(a), uni, int(Afi.IPV6)) in ours.extended_next_hop
+            and (int(a), uni, int(Afi.IPV6)) in caps.extended_next_hop
+        ]
+        ext_msg = ours.extended_message and caps.extended_message
         return Negotiated(
             peer_router_id=peer.router_id,
             peer_asn=peer.peer_asn,
@@ -418,6 +552,14 @@ class BgpConnection:
             afis=afis,
             route_refresh=caps.route_refresh,
             peer_capabilities=caps,
+            enhanced_route_refresh=ours.enhanced_route_refresh and caps.enhanced_route_refresh,
+            extended_message=ext_msg,
+            max_message_len=EXTENDED_MAX_MESSAGE_LEN if ext_msg else MAX_MESSAGE_LEN,
+            extended_next_hop=ext_nh,
+            add_path_rx=add_rx,
+            add_path_tx=add_tx,
+            graceful_restart=ours.graceful_restart is not None and caps.graceful_restart is not None,
+            local_capabilities=ours,
         )
 
     # --- the FSM interpreter -----------------------------------------------------------
@@ -463,7 +605,9 @@ class BgpConnection:
         p = self.params
         if action is Action.SEND_OPEN:
             families = [(int(a), int(Safi.UNICAST)) for a in p.afis]
-            self._out += encode_open(p.local_asn, p.hold_time, p.router_id, families)
+            self._out += encode_open(
+                p.local_asn, p.hold_time, p.router_id, families, capabilities=p.capabilities()
+            )
             self.stats.messages_out += 1
         elif action is Action.START_OPEN_HOLD_TIMER:
             self._hold_deadline = now + OPEN_HOLD_TIME
@@ -482,7 +626,15 @@ class BgpConnection:
         elif action is Action.ESTABLISH:
             neg = self.negotiated
             assert neg is not None
-            self._decoder = UpdateDecoder(four_octet=neg.four_octet, ebgp=p.ebgp, local_asn=p.local_asn)
+            self._decoder = UpdateDecoder(
+                four_octet=neg.four_octet,
+                ebgp=p.ebgp,
+                local_asn=p.local_asn,
+                families=[int(a) for a in neg.afis],
+                add_path_rx=[int(a) for a in neg.add_path_rx],
+            )
+            # RFC 8654: from now on the peer may send up to 65535 bytes (OPEN was at most 4096).
+            self._framer.max_len = neg.max_message_len
             self._events.append(SessionEstablished(neg))
         elif action in (Action.DELIVER_UPDATE, Action.DELIVER_REFRESH, Action.DELIVER_NOTIFICATION):
             if payload is not None:
@@ -494,6 +646,9 @@ class BgpConnection:
                 code, subcode, data = error.code, error.subcode, error.data
             else:  # cannot happen with the table as written; be total anyway
                 code, subcode, data = ErrCode.CEASE, 0, b""
+            # Data echoing a whole message (RFC 7313 5, unrecognized attributes) is cut so the
+            # NOTIFICATION itself stays within 4096 bytes, which any peer accepts.
+            data = data[: MAX_MESSAGE_LEN - 21]
             self._out += encode_notification(code, subcode, data)
             self.stats.messages_out += 1
             self.stats.notifications_out += 1

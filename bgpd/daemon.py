@@ -12,8 +12,8 @@ import contextlib
 import ipaddress
 import signal
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from bgpd.config.errors import ConfigError
 from bgpd.config.model import Config, NeighborConfig, NetworkConfig
@@ -21,20 +21,37 @@ from bgpd.config.toml import load_config
 from bgpd.control import ControlServer
 from bgpd.listener import Listener
 from bgpd.log import get_logger
+from bgpd.originate import BlackholeRoutes
 from bgpd.outbound import pack_pending
 from bgpd.sdnotify import Notifier
 from bgpd.session import PeerSession
 from bgpd.views import counts_json, routes_json
 from bgpd.wire import UpdateEncoder
 from bgpd.wire.messages import Update
-from fib.model import FibBackend, NextHops
+from fib.model import FibBackend, NextHops, RuleSpec
 from fib.sync import FibSync
 from policy.filters import ACCEPT_ALL, REJECT_ALL, Filter, Policy, compile_term
 from rib.attrs import PathAttrs, intern
 from rib.channel import Channel, ChannelSettings
+from rib.decision import Decision
 from rib.engine import Rib
 from rib.prefix import Afi, IPAddress
-from rib.route import Change, Source, SourceKind
+from rib.route import Change, Path, Source, SourceKind
+
+if TYPE_CHECKING:
+    from bgpd.metrics import MetricsServer
+    from fib.netlink import RuleWriter
+
+
+# Neighbour keys that only the filters use: changing them needs no new session.
+_FILTER_KEYS = ("import_", "export", "next_hop_self", "import_defaulted", "export_defaulted", "description")
+
+
+def _same_session(old: NeighborConfig, new: NeighborConfig) -> bool:
+    """Whether the running session can be kept (only filter-related keys differ)."""
+    return all(
+        getattr(old, f.name) == getattr(new, f.name) for f in fields(old) if f.name not in _FILTER_KEYS
+    )
 
 
 def router_id_int(text: str) -> int:
@@ -51,7 +68,7 @@ def build_filters(config: Config) -> dict[str, Filter]:
         terms = []
         for i, term in enumerate(pol.terms):
             try:
-                terms.append(compile_term(dict(term.match), term.action, dict(term.set)))
+                terms.append(compile_term(dict(term.match), term.action, dict(term.set), config.router.asn))
             except (ValueError, TypeError) as e:
                 issues.append(ConfigIssue(config.source, f"policy.{name}.term[{i}]", str(e)))
         filters[name] = Policy(name, terms)
@@ -74,20 +91,40 @@ class Daemon:
         self.log = get_logger()
         self.filters = build_filters(config)
         rid = router_id_int(config.router.router_id)
-        self.rib = Rib(config.router.asn, rid, config.kernel.ecmp, config.router.multipath_relax)
+        # The next-hop resolver stays the default ("resolvable, cost 0") until the daemon tracks
+        # the IGP; Rib.next_hops_changed() re-runs the selection when it does.
+        decision = Decision(config.router.always_compare_med, config.router.prefer_older)
+        self.rib = Rib(config.router.asn, rid, config.kernel.ecmp, config.router.multipath_relax, decision)
         for vrf in config.vrfs:
             self.rib.add_vrf(vrf)
+        # VRF -> kernel table, as the kernel writer uses it (kept apart from the config so a
+        # reload can move a VRF's routes before switching).
+        self.vrf_tables = {name: v.table for name, v in config.vrfs.items()}
         self.fib: FibSync | None = None
+        self.rules: RuleWriter | None = None  # the VRFs' steering `ip rule`s (real kernel only)
         if config.kernel.enabled:
+            fib_log = self.log.bind(component="fib")
+            monitor = None
             if fib_backend is None:
-                from fib.netlink import NetlinkFib
+                from fib.netlink import NetlinkFib, RuleWriter, missing_net_admin
 
                 fib_backend = NetlinkFib(protocol=config.kernel.protocol)
-            self.fib = FibSync(fib_backend, self.log.bind(component="fib"))
+                # Routes changed by others (ip route, a link going down) are seen and repaired.
+                monitor = fib_backend.open_monitor()
+                self.rules = RuleWriter(config.kernel.protocol)
+                if missing_net_admin():
+                    fib_log.error(
+                        "kernel routes cannot be written: this process lacks CAP_NET_ADMIN "
+                        "(run as root or grant it, e.g. AmbientCapabilities=CAP_NET_ADMIN); "
+                        "sessions and the RIB run on, every route shows fib=failed"
+                    )
+            self.fib = FibSync(fib_backend, fib_log, monitor=monitor, protocol=config.kernel.protocol)
             self.rib.subscribers.append(self._to_kernel)
         self.peers: dict[str, Peer] = {}
+        self.blackholes = BlackholeRoutes()
         self.listener: Listener | None = None
         self.control: ControlServer | None = None
+        self.metrics: MetricsServer | None = None
         self._stop = asyncio.Event()
         self._flush_scheduled = False
         self.started_at = time.monotonic()
@@ -95,18 +132,62 @@ class Daemon:
 
     # --- kernel ---------------------------------------------------------------------------------
 
+    @staticmethod
+    def _kernel_nexthops(best: tuple[Path, ...]) -> NextHops:
+        if not best or best[0].source.kind == SourceKind.LOCAL:
+            return ()
+        return tuple(p.attrs.next_hop for p in best if p.attrs.next_hop is not None)
+
     def _to_kernel(self, change: Change) -> None:
         assert self.fib is not None
-        table = self.config.vrfs[change.vrf].table
-        nexthops: NextHops = ()
-        if change.best and change.best[0].source.kind != SourceKind.LOCAL:
-            nexthops = tuple(p.attrs.next_hop for p in change.best if p.attrs.next_hop is not None)
-        self.fib.submit(table, change.afi, change.prefix, nexthops)
+        table = self.vrf_tables[change.vrf]
+        self.fib.submit(table, change.afi, change.prefix, self._kernel_nexthops(change.best))
+
+    def _move_vrf_tables(self, old: Config, new: Config) -> int:
+        """VRFs added, or moved to another kernel table, by a reload. Returns routes moved."""
+        moved = 0
+        for name, vrf in new.vrfs.items():
+            before = old.vrfs.get(name)
+            self.rib.add_vrf(name)
+            self.vrf_tables[name] = vrf.table
+            if before is None or before.table == vrf.table or self.fib is None:
+                continue
+            for afi in Afi:
+                for prefix, dest in self.rib.table(name, afi).items():
+                    nexthops = self._kernel_nexthops(dest.selected)
+                    if nexthops:
+                        self.fib.submit(before.table, afi, prefix, ())
+                        self.fib.submit(vrf.table, afi, prefix, nexthops)
+                        moved += 1
+            self.log.info("vrf moved", vrf=name, old_table=before.table, table=vrf.table)
+        return moved
+
+    async def _write_rules(self, start: bool) -> None:
+        """Create the VRFs' steering rules (replacing ours left by an earlier run), or remove them."""
+        rules = self.rules
+        assert rules is not None
+        specs = [
+            RuleSpec(v.table, r.priority, None, r.source, r.iif, r.fwmark)
+            for v in self.config.vrfs.values()
+            for r in v.rules
+        ]
+        loop = asyncio.get_running_loop()
+        try:
+            if start:
+                errors = await loop.run_in_executor(None, rules.sync, specs)
+            else:
+                errors = await loop.run_in_executor(None, rules.remove_all)
+        except OSError as exc:  # no rtnetlink at all: sessions and routes go on regardless
+            errors = [f"ip rule: {exc}"]
+        for error in errors:
+            self.log.error("vrf steering rule not written", error=error)
+        if start and specs:
+            self.log.info("vrf steering rules", rules=[s.describe() for s in specs], failed=len(errors))
 
     # --- peers ----------------------------------------------------------------------------------
 
-    def _make_peer(self, cfg: NeighborConfig) -> Peer:
-        settings = ChannelSettings(
+    def _channel_settings(self, cfg: NeighborConfig) -> ChannelSettings:
+        return ChannelSettings(
             name=cfg.key,
             vrf=cfg.vrf,
             local_asn=self.config.router.asn,
@@ -114,8 +195,16 @@ class Daemon:
             next_hop_self=cfg.next_hop_self,
             import_filter=self.filters[cfg.import_],
             export_filter=self.filters[cfg.export],
+            router_id=router_id_int(self.config.router.router_id),
+            cluster_id=self.config.router.cluster_id,
+            rr_client=cfg.route_reflector_client,
+            allow_local_as=cfg.allow_local_as,
+            enforce_first_as=cfg.enforce_first_as,
+            next_hop_keep=cfg.next_hop_keep,
         )
-        channel = Channel(settings)
+
+    def _make_peer(self, cfg: NeighborConfig) -> Peer:
+        channel = Channel(self._channel_settings(cfg))
         self.rib.add_channel(channel)
         log = self.log.bind(peer=cfg.key, asn=cfg.asn, vrf=cfg.vrf)
         session = PeerSession(cfg, self.config.router.asn, self.config.router.router_id, self, log)
@@ -136,11 +225,18 @@ class Daemon:
         assert neg is not None
         kind = SourceKind.EBGP if peer.cfg.asn != self.config.router.asn else SourceKind.IBGP
         source = Source(
-            kind, peer.cfg.address, neg.peer_asn, router_id_int(neg.peer_router_id), peer.cfg.description
+            kind,
+            peer.cfg.address,
+            neg.peer_asn,
+            router_id_int(neg.peer_router_id),
+            peer.cfg.description,
+            rr_client=peer.cfg.route_reflector_client and kind == SourceKind.IBGP,
         )
         ch = peer.channel
         ch.local_addrs = self._local_addrs(session)
-        peer.encoder = UpdateEncoder(neg.four_octet)
+        peer.encoder = UpdateEncoder(
+            neg.four_octet, max_len=neg.max_message_len, add_path_tx=[int(a) for a in neg.add_path_tx]
+        )
         self.rib.channel_up(ch, source, [a for a in neg.afis if a in peer.cfg.address_families])
         self._schedule_flush()
 
@@ -206,6 +302,18 @@ class Daemon:
     def _network_attrs(self, net: NetworkConfig) -> PathAttrs:
         return intern(PathAttrs(med=net.med, communities=tuple(net.communities)))
 
+    async def _sync_blackholes(self, wanted: set[tuple[int, str]] | None = None) -> None:
+        """Kernel blackhole routes for `network`s with blackhole = true (bgpd.originate)."""
+        if wanted is None:
+            if not self.config.kernel.enabled:
+                return
+            wanted = {(self.config.vrf_table(n.vrf), n.text) for n in self.config.networks if n.blackhole}
+        if not wanted and not self.blackholes.installed:
+            return
+        loop = asyncio.get_running_loop()
+        for error in await loop.run_in_executor(None, self.blackholes.sync, wanted):
+            self.log.error("blackhole route not written", error=error)
+
     def originate_networks(self) -> None:
         now = time.monotonic()
         for net in self.config.networks:
@@ -217,7 +325,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload_on_signal()))
         try:
             await self.start()
             await self._stop.wait()
@@ -236,12 +344,24 @@ class Daemon:
         )
         if self.fib is not None:
             tables = [(v.table, afi) for v in cfg.vrfs.values() for afi in Afi]
-            await self.fib.reconcile({}, tables)
+            try:
+                await self.fib.reconcile({}, tables)
+            except OSError as exc:  # the RIB and sessions still run; routes are written as they come
+                self.log.error("kernel tables could not be reconciled at start", error=str(exc))
+        if self.rules is not None:
+            await self._write_rules(start=True)
         self.originate_networks()
+        await self._sync_blackholes()
         for ncfg in cfg.neighbors:
             self.peers[ncfg.key] = self._make_peer(ncfg)
         self.control = ControlServer(cfg.control.socket, self.handle_command, cfg.control.group, self.log)
         await self.control.start()
+        if cfg.metrics.listen:
+            from bgpd.metrics import MetricsServer, make_registry
+
+            self.metrics = MetricsServer(cfg.metrics.listen, make_registry(self), self.log)
+            await self.metrics.start()
+            self.log.info("metrics listening", listen=cfg.metrics.listen)
         if cfg.router.listen:
             self.listener = Listener(cfg.router.listen, cfg.router.port, self._lookup_session, self.log)
             await self.listener.start()
@@ -264,6 +384,11 @@ class Daemon:
         self.notifier.stop_watchdog()
         if self.listener is not None:
             await self.listener.close()
+        if self.fib is not None and self.config.kernel.persist:
+            # Persist: the kernel keeps what it has now, so the withdrawals that closing the
+            # sessions makes in the RIB must not reach it.
+            with contextlib.suppress(ValueError):
+                self.rib.subscribers.remove(self._to_kernel)
         await asyncio.gather(
             *(p.session.stop(2, "daemon shutting down") for p in self.peers.values()), return_exceptions=True
         )
@@ -273,9 +398,25 @@ class Daemon:
             else:
                 await self.fib.flush_all()
             await self.fib.close()
+        if self.rules is not None:
+            if not self.config.kernel.persist:  # persisted routes keep their steering
+                await self._write_rules(start=False)
+            self.rules.close()
+        if self.metrics is not None:
+            await self.metrics.close()
+        if not self.config.kernel.persist:
+            await self._sync_blackholes(set())
         if self.control is not None:
             await self.control.close()
         self.log.info("stopped")
+
+    async def _reload_on_signal(self) -> None:
+        try:
+            result = await self.reload()
+        except ValueError as e:
+            self.log.error("reload failed", reason=str(e))
+        else:
+            self.log.info("reload done", result=result["message"])
 
     async def reload(self) -> dict[str, Any]:
         """Re-read the config. A bad file changes nothing. Changed neighbours are reset."""
@@ -287,22 +428,38 @@ class Daemon:
             self.log.error("reload rejected", errors=[str(i) for i in e.issues])
             raise ValueError(f"config not reloaded: {e}") from None
         old = self.config
-        if (new.router, new.kernel, new.vrfs, new.control) != (old.router, old.kernel, old.vrfs, old.control):
-            raise ValueError(
-                "config not reloaded: changes to [router], [kernel], [control] or VRFs need a restart"
-            )
+        if (new.router, new.kernel, new.control) != (old.router, old.kernel, old.control):
+            raise ValueError("config not reloaded: changes to [router], [kernel] or [control] need a restart")
         self.config, self.filters = new, filters
+        moved = self._move_vrf_tables(old, new)
         old_n = {n.key: n for n in old.neighbors}
         new_n = {n.key: n for n in new.neighbors}
-        added = removed = changed = 0
+        changed_policies = {
+            name
+            for name in set(old.policies) | set(new.policies)
+            if old.policies.get(name) != new.policies.get(name)
+        }
+        added = removed = restarted = refiltered = 0
         for key, ncfg in old_n.items():
-            if key not in new_n or new_n[key] != ncfg or old.policies != new.policies:
-                peer = self.peers.pop(key)
-                subcode = 3 if key not in new_n else 6
-                await peer.session.stop(subcode, "configuration changed")
-                self.rib.remove_channel(peer.channel)
-                removed += key not in new_n
-                changed += key in new_n
+            fresh = new_n.get(key)
+            if fresh is not None and _same_session(ncfg, fresh):
+                peer = self.peers[key]
+                peer.cfg = fresh
+                peer.session.cfg = fresh
+                filters_of = (ncfg.import_, ncfg.export, ncfg.next_hop_self)
+                if filters_of != (fresh.import_, fresh.export, fresh.next_hop_self) or (
+                    {fresh.import_, fresh.export} & changed_policies
+                ):
+                    # Soft reconfiguration: re-run the Adj-RIB-In through the new import filter and
+                    # re-diff the Adj-RIB-Out; the session is not touched (no reset).
+                    self.rib.reconfigure(peer.channel, self._channel_settings(fresh), time.monotonic())
+                    refiltered += 1
+                continue
+            peer = self.peers.pop(key)
+            await peer.session.stop(3 if fresh is None else 6, "configuration changed")
+            self.rib.remove_channel(peer.channel)
+            removed += fresh is None
+            restarted += fresh is not None
         for key, ncfg in new_n.items():
             if key not in self.peers:
                 self.peers[key] = self._make_peer(ncfg)
@@ -317,9 +474,16 @@ class Daemon:
         for k, net in new_nets.items():
             if old_nets.get(k) != net:
                 self.rib.originate(net.vrf, net.afi, net.prefix, self._network_attrs(net), now)
+        await self._sync_blackholes()
+        for name in set(old.vrfs) - set(new.vrfs):
+            # Its neighbours and networks are gone by now, and so are its routes.
+            self.vrf_tables.pop(name, None)
         self._schedule_flush()
-        msg = f"reloaded: {added} neighbors added, {removed} removed, {changed} restarted"
-        self.log.info("reloaded", added=added, removed=removed, restarted=changed)
+        msg = (
+            f"reloaded: {added} neighbors added, {removed} removed, {restarted} restarted, "
+            f"{refiltered} re-filtered without reset, {moved} routes moved to another table"
+        )
+        self.log.info("reloaded", added=added, removed=removed, restarted=restarted, refiltered=refiltered)
         return {"message": msg}
 
     # --- control socket -------------------------------------------------------------------------
@@ -351,7 +515,13 @@ class Daemon:
             "enabled": s.enabled,
             "description": cfg.description,
             "last_notification": s.last_notification,
-            "flaps": getattr(s, "flaps", 0),
+            "flaps": s.flaps,
+            "updates_in": s.updates_in,
+            "updates_out": s.updates_out,
+            "messages_in": s.messages_in,
+            "messages_out": s.messages_out,
+            "notifications_in": s.notifications_in,
+            "notifications_out": s.notifications_out,
             "import": cfg.import_,
             "export": cfg.export,
         }
@@ -364,6 +534,9 @@ class Daemon:
                 "route_refresh": neg.route_refresh,
                 "families": [a.name_lower for a in neg.afis],
             }
+            # Negotiated optional capabilities and everything the peer advertised (unknown
+            # capabilities included, as code + hex value).
+            out["negotiated"]["capabilities"] = neg.capabilities_json()
         return out
 
     async def handle_command(self, command: list[str], args: dict[str, Any]) -> dict[str, Any]:
@@ -379,7 +552,8 @@ class Daemon:
                         ipaddress.ip_network(prefix, strict=False)
                     except ValueError:
                         raise ValueError(f"{prefix!r} is not an address or prefix") from None
-                return routes_json(tables, prefix, bool(args.get("all")), now)
+                fib_status = self.fib.status_detail if self.fib is not None else None
+                return routes_json(tables, prefix, bool(args.get("all")), now, fib_status)
             case ["show", "neighbors" | "protocols"]:
                 addr = args.get("address")
                 peers = list(self.peers.values())

@@ -155,6 +155,10 @@ class PeerSession:
             hold_time=cfg.hold_time,
             afis=list(cfg.address_families),
             peer_address=str(cfg.address),
+            graceful_restart=cfg.graceful_restart,
+            restart_time=cfg.restart_time,
+            add_path=cfg.add_path,
+            hostname=socket.gethostname() or None,
         )
         # public, read-only for the CLI
         self.established_at: float | None = None  # time.monotonic()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from rib.attrs import ORIGIN_NAMES, Origin, format_community
-from rib.decision import loss_reason
+from rib.decision import DEFAULT, Decision, loss_reason
 from rib.prefix import Afi, PrefixKey, key_to_network, make_key, parse_prefix
 from rib.route import Path
 from rib.table import Dest, LocRib
@@ -37,7 +37,14 @@ def path_json(path: Path, best: bool, ecmp: bool, now: float, reason: str | None
 
 
 def dest_json(
-    vrf: str, table_id: int, afi: Afi, prefix: PrefixKey, dest: Dest, show_all: bool, now: float
+    vrf: str,
+    table_id: int,
+    afi: Afi,
+    prefix: PrefixKey,
+    dest: Dest,
+    show_all: bool,
+    now: float,
+    decision: Decision = DEFAULT,
 ) -> dict[str, Any]:
     selected = dest.selected
     paths = [path_json(p, i == 0, len(selected) > 1, now) for i, p in enumerate(selected)]
@@ -45,7 +52,7 @@ def dest_json(
         chosen = {id(p) for p in selected}
         for p in dest.paths:
             if id(p) not in chosen:
-                paths.append(path_json(p, False, False, now, loss_reason(selected[0], p)))
+                paths.append(path_json(p, False, False, now, loss_reason(selected[0], p, decision)))
     return {"vrf": vrf, "table": table_id, "prefix": str(key_to_network(afi, prefix)), "paths": paths}
 
 
@@ -74,8 +81,16 @@ def lookup(table: LocRib, query: str) -> list[tuple[PrefixKey, Dest]]:
     return []
 
 
+FibStatus = Callable[[int, Afi, PrefixKey], tuple[str | None, str | None]]
+"""(kernel table, family, prefix) -> (where the route stands in the kernel, why it is not there)."""
+
+
 def routes_json(
-    tables: Iterable[tuple[str, int, LocRib]], prefix: str | None, show_all: bool, now: float
+    tables: Iterable[tuple[str, int, LocRib]],
+    prefix: str | None,
+    show_all: bool,
+    now: float,
+    fib_status: FibStatus | None = None,
 ) -> dict[str, Any]:
     routes = []
     for vrf, table_id, table in tables:
@@ -86,7 +101,13 @@ def routes_json(
             items = sorted(table.items(), key=lambda kv: _sort_key(afi, kv[0]))
         for key, dest in items:
             if dest.selected:
-                routes.append(dest_json(vrf, table_id, table.afi, key, dest, show_all, now))
+                entry = dest_json(vrf, table_id, table.afi, key, dest, show_all, now, table.decision)
+                if fib_status is not None:
+                    # "installed" | "unresolved" | "failed" | "pending" | null (not for the kernel)
+                    entry["fib"], reason = fib_status(table_id, table.afi, key)
+                    if reason is not None:
+                        entry["fib_error"] = reason
+                routes.append(entry)
     return {"routes": routes}
 
 

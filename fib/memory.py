@@ -7,7 +7,7 @@ import threading
 from collections.abc import Sequence
 
 from fib.model import FibBackend, FibError, FibOp, NextHops, TableKey, op_name
-from rib.prefix import Afi, PrefixKey
+from rib.prefix import Afi, IPAddress, PrefixKey
 
 
 class MemoryFib(FibBackend):
@@ -16,7 +16,9 @@ class MemoryFib(FibBackend):
     Test hooks: ``fail(prefix, ...)`` makes every later op on that prefix fail; ``hold`` (an
     Event, set by default) blocks ``apply`` while cleared so a test can pile up submissions;
     ``entered`` is set whenever ``apply`` starts; ``raise_on_apply`` makes ``apply`` raise.
-    ``calls`` records every ``apply`` as ``(table, afi, ops)``.
+    ``calls`` records every ``apply`` as ``(table, afi, ops)``. With ``connected`` set (a set of
+    gateways), a route via any other gateway is refused as the kernel does (ENETUNREACH), and
+    ``resolve`` answers from ``ways`` (gateway -> the gateways of the route covering it).
     """
 
     def __init__(self) -> None:
@@ -29,6 +31,9 @@ class MemoryFib(FibBackend):
         self.hold.set()
         self.entered = threading.Event()
         self.raise_on_apply: BaseException | None = None
+        self.connected: set[IPAddress] | None = None
+        self.ways: dict[IPAddress, NextHops] = {}
+        self.resolves = 0
 
     def fail(self, prefix: PrefixKey, errno: int = errno_mod.ENETUNREACH, reason: str = "") -> None:
         self.failing[prefix] = (errno, reason or "Network is unreachable")
@@ -50,6 +55,9 @@ class MemoryFib(FibBackend):
         errors: list[FibError] = []
         for prefix, nexthops in ops:
             failure = self.failing.get(prefix)
+            unreachable = self.connected is not None and not set(nexthops) <= self.connected
+            if failure is None and nexthops and unreachable:
+                failure = (errno_mod.ENETUNREACH, "Nexthop has invalid gateway")
             if failure is not None:
                 errors.append(FibError(table, afi, prefix, op_name(nexthops), failure[0], failure[1]))
             elif nexthops:
@@ -57,6 +65,12 @@ class MemoryFib(FibBackend):
             else:
                 routes.pop(prefix, None)  # already gone is fine, as with the kernel
         return errors
+
+    def resolve(self, table: int, afi: Afi, gateway: IPAddress) -> NextHops | None:
+        self.resolves += 1
+        if self.connected is not None and gateway in self.connected:
+            return (gateway,)
+        return self.ways.get(gateway)
 
     def close(self) -> None:
         self.closed = True

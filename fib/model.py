@@ -71,3 +71,59 @@ class FibBackend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# What the kernel told us happened (fib.netlink.RouteMonitor), for FibSync to compare with ``installed``.
+EV_ROUTE_NEW = "route_new"
+EV_ROUTE_DEL = "route_del"
+EV_LINK = "link"  # an interface's running state (admin up and carrier) changed
+EV_ADDR = "addr"  # an address was added (a next hop may have become reachable) or removed (up=False)
+EV_OVERRUN = "overrun"  # notifications were lost (ENOBUFS): only a full resync is safe
+
+
+@dataclass(frozen=True, slots=True)
+class KernelEvent:
+    kind: str
+    table: int = 0
+    afi: Afi = Afi.IPV4
+    prefix: PrefixKey = b""
+    protocol: int = 0
+    nexthops: NextHops = ()
+    ifindex: int = 0
+    up: bool = False
+
+
+class KernelMonitor(Protocol):
+    """Kernel change notifications, except the ones our own writes caused."""
+
+    def fileno(self) -> int: ...
+
+    def read(self) -> Sequence[KernelEvent]:
+        """Every queued event, without blocking (an overrun is reported as an EV_OVERRUN event)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """An `ip rule` steering traffic into a VRF's table (fib.netlink.RuleWriter writes it).
+
+    ``afi`` None: one rule per family (a rule without a source prefix steers both).
+    """
+
+    table: int
+    priority: int
+    afi: Afi | None = None
+    source: str | None = None  # a prefix, "10.10.0.0/16"
+    iif: str | None = None
+    fwmark: int | None = None
+
+    def describe(self) -> str:
+        words = [f"from {self.source}" if self.source else "from all"]
+        if self.iif is not None:
+            words.append(f"iif {self.iif}")
+        if self.fwmark is not None:
+            words.append(f"fwmark {self.fwmark:#x}")
+        words.append(f"lookup {self.table} pref {self.priority}")
+        return " ".join(words)

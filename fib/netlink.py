@@ -18,6 +18,7 @@ Not thread-safe: one thread (the FIB writer) uses an instance at a time.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno as errno_mod
 import ipaddress
@@ -29,10 +30,25 @@ import struct
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import structlog
 
-from fib.model import OP_REPLACE, FibBackend, FibError, FibOp, NextHops, op_name
+from fib.model import (
+    EV_ADDR,
+    EV_LINK,
+    EV_OVERRUN,
+    EV_ROUTE_DEL,
+    EV_ROUTE_NEW,
+    OP_REPLACE,
+    FibBackend,
+    FibError,
+    FibOp,
+    KernelEvent,
+    NextHops,
+    RuleSpec,
+    op_name,
+)
 from rib.prefix import Afi, IPAddress, PrefixKey, make_key
 
 log = structlog.get_logger()
@@ -56,6 +72,10 @@ SO_SNDBUFFORCE = 32
 SO_RCVBUFFORCE = 33
 
 # linux/rtnetlink.h
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
+RTM_NEWADDR = 20
+RTM_DELADDR = 21
 RTM_NEWROUTE = 24
 RTM_DELROUTE = 25
 RTM_GETROUTE = 26
@@ -66,6 +86,7 @@ RTA_MULTIPATH = 9
 RTA_TABLE = 15
 RTA_VIA = 18
 RTN_UNICAST = 1
+RTM_F_FIB_MATCH = 0x2000
 RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_NOWHERE = 255
 
@@ -686,6 +707,51 @@ class NetlinkFib(FibBackend):
 
     # --- reads -------------------------------------------------------------------------------
 
+    def resolve(self, table: int, afi: Afi, gateway: IPAddress) -> NextHops | None:
+        """The gateways through which ``gateway`` is reached (a recursive next hop, as iBGP has).
+
+        Looked up as ``ip route get GATEWAY fibmatch`` does, through the policy rules (so the
+        main table, where an IGP or static routes put the ways to the peers' loopbacks): rtnetlink
+        cannot look up in one table above 255. The matching route's own gateways (all of an ECMP
+        route); ``(gateway,)`` when it is on a connected subnet; None when no usable route covers it.
+        A default route does not count (as in FRR without `resolve-via-default`): a peer whose link
+        went down must not be "reached" through whatever the default points at.
+        """
+        reply = self._get_route(afi, gateway)
+        if reply is None:
+            return None
+        rtype, plen, nexthops = reply
+        if rtype != RTN_UNICAST or plen == 0:
+            return None  # blackhole, unreachable, local, default: not a way to the next hop
+        return nexthops if nexthops else (gateway,)
+
+    def _get_route(self, afi: Afi, addr: IPAddress) -> tuple[int, int, NextHops] | None:
+        """RTM_GETROUTE for one address, answering the matched route itself (RTM_F_FIB_MATCH)."""
+        if (addr.version == 4) != (afi is Afi.IPV4):
+            return None
+        seq = self._seq
+        self._seq = (seq + 1) & 0xFFFFFFFF or 1
+        packed = addr.packed
+        body = _RTMSG.pack(_FAMILY[afi], len(packed) * 8, 0, 0, 0, 0, 0, 0, RTM_F_FIB_MATCH) + _attr(
+            RTA_DST, packed
+        )
+        self._sock.sendto(_HDR.pack(16 + len(body), RTM_GETROUTE, NLM_F_REQUEST, seq, 0) + body, (0, 0))
+        buf = self._buf
+        while True:
+            nbytes = self._sock.recv_into(buf)
+            pos = 0
+            while pos + 16 <= nbytes:
+                mlen, mtype, _flags, mseq, _pid = _HDR.unpack_from(buf, pos)
+                if mlen < 16 or pos + mlen > nbytes:
+                    break
+                if mseq == seq:
+                    if mtype == NLMSG_ERROR:
+                        return None  # ENETUNREACH & co: nothing covers it
+                    if mtype == RTM_NEWROUTE:
+                        parsed = parse_route(buf, pos, pos + mlen, _Gateways())
+                        return None if parsed is None else (parsed[3], parsed[4][0], parsed[5])
+                pos += (mlen + 3) & ~3
+
     def dump(self, table: int, afi: Afi) -> dict[PrefixKey, NextHops]:
         for _attempt in range(5):
             routes, consistent = self._dump_once(table, afi)
@@ -739,8 +805,143 @@ class NetlinkFib(FibBackend):
                                 routes[prefix] = tuple(dict.fromkeys(old + nexthops))
                 pos += (mlen + 3) & ~3
 
+    @property
+    def port_id(self) -> int:
+        """Our socket's netlink port id: the kernel stamps it on the notifications our writes cause."""
+        port: int = self._sock.getsockname()[0]
+        return port
+
+    def open_monitor(self) -> RouteMonitor:
+        """A monitor of this network namespace that does not see this writer's own changes."""
+        return RouteMonitor(ignore_port=self.port_id)
+
     def close(self) -> None:
         self._sock.close()
+
+
+# Multicast groups (linux/rtnetlink.h RTMGRP_*) and interface flags (linux/if.h).
+RTMGRP_LINK = 0x1
+RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV6_IFADDR = 0x100
+RTMGRP_IPV6_ROUTE = 0x400
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000
+SO_ATTACH_FILTER = 26
+_IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
+_IFADDR = struct.Struct("=BBBBi")  # family, prefixlen, flags, scope, index
+_AFI_OF: dict[int, Afi] = {int(socket.AF_INET): Afi.IPV4, int(socket.AF_INET6): Afi.IPV6}
+
+
+class RouteMonitor:
+    """Route, link and address notifications of the namespace, as KernelEvents.
+
+    A classic BPF filter drops, in the kernel, every notification whose nlmsg_pid is the
+    writer's port id: the kernel stamps a change's notification with the port of the socket
+    that asked for it, so a million routes written by us cost the monitor nothing, and what is
+    left is what someone else (``ip route``, the kernel flushing a link's routes) did.
+    A lost notification (ENOBUFS) is reported as an EV_OVERRUN event: the caller resyncs.
+    """
+
+    def __init__(self, ignore_port: int = 0, rcvbuf: int = 4 << 20) -> None:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+        try:
+            _set_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, rcvbuf)
+            if ignore_port:
+                _attach_port_filter(sock, ignore_port)
+            groups = (
+                RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE
+            )
+            sock.bind((0, groups))
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._buf = bytearray(1 << 16)
+        self._gateways = _Gateways()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def read(self) -> list[KernelEvent]:
+        events: list[KernelEvent] = []
+        buf = self._buf
+        while True:
+            try:
+                nbytes = self._sock.recv_into(buf)
+            except BlockingIOError:
+                return events
+            except OSError as exc:
+                if exc.errno == errno_mod.ENOBUFS:
+                    events.append(KernelEvent(EV_OVERRUN))
+                    continue
+                raise
+            pos = 0
+            while pos + 16 <= nbytes:
+                mlen, mtype = _HDR.unpack_from(buf, pos)[:2]
+                if mlen < 16 or pos + mlen > nbytes:
+                    break
+                event = self._decode(buf, pos, pos + mlen, mtype)
+                if event is not None:
+                    events.append(event)
+                pos += (mlen + 3) & ~3
+
+    def _decode(self, buf: bytearray, pos: int, end: int, mtype: int) -> KernelEvent | None:
+        if mtype in (RTM_NEWROUTE, RTM_DELROUTE) and end - pos >= 28:
+            parsed = parse_route(buf, pos, end, self._gateways)
+            if parsed is None:
+                return None
+            family, table, protocol, _rtype, prefix, nexthops = parsed
+            afi = _AFI_OF.get(family)
+            if afi is None:
+                return None
+            kind = EV_ROUTE_NEW if mtype == RTM_NEWROUTE else EV_ROUTE_DEL
+            return KernelEvent(kind, table, afi, prefix, protocol, nexthops)
+        if mtype in (RTM_NEWLINK, RTM_DELLINK) and end - pos >= 32:
+            _fam, _type, index, flags, _change = _IFINFO.unpack_from(buf, pos + 16)
+            up = mtype == RTM_NEWLINK and flags & (IFF_UP | IFF_LOWER_UP) == IFF_UP | IFF_LOWER_UP
+            self._gateways = _Gateways()  # interface names may have changed
+            return KernelEvent(EV_LINK, ifindex=index, up=bool(up))
+        if mtype in (RTM_NEWADDR, RTM_DELADDR) and end - pos >= 24:
+            family, _plen, _flags, _scope, index = _IFADDR.unpack_from(buf, pos + 16)
+            up = mtype == RTM_NEWADDR
+            return KernelEvent(EV_ADDR, afi=_AFI_OF.get(family, Afi.IPV4), ifindex=index, up=up)
+        return None
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+CAP_NET_ADMIN = 12
+
+
+def missing_net_admin() -> bool:
+    """True when this process may not change routes (no CAP_NET_ADMIN in its effective set)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return not int(line.split()[1], 16) >> CAP_NET_ADMIN & 1
+    except (OSError, ValueError):
+        pass
+    return False  # cannot tell: the kernel's EPERM per route will say so
+
+
+def _attach_port_filter(sock: socket.socket, port: int) -> None:
+    """Classic BPF: drop a message whose nlmsghdr.nlmsg_pid (offset 12) is ``port``."""
+    # BPF loads words big-endian; nlmsg_pid is in host order.
+    k = int.from_bytes(_U32.pack(port), "big")
+    insns = [
+        (0x20, 0, 0, 12),  # ld [12]
+        (0x15, 1, 0, k),  # jeq #k -> drop, else accept
+        (0x06, 0, 0, 0xFFFFFFFF),  # ret #all: accept
+        (0x06, 0, 0, 0),  # ret #0: drop
+    ]
+    code = b"".join(struct.pack("=HBBI", *insn) for insn in insns)
+    prog = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("@HP", len(insns), ctypes.addressof(prog))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def _set_buffer(sock: socket.socket, force_opt: int, opt: int, size: int) -> None:
@@ -756,3 +957,113 @@ def _try_setsockopt(sock: socket.socket, opt: int) -> bool:
     except OSError:
         return False
     return True
+
+
+_RuleKey = tuple[
+    int, int, int, str | None, int, str | None, int | None
+]  # family, table, pref, src, len, iif, mark
+
+
+class RuleWriter:
+    """Our `ip rule`s, through pyroute2 (a handful, written at start and stop: no need for speed).
+
+    They carry our protocol number (FRA_PROTOCOL, `ip rule ... protocol 186`), so rules left by an
+    earlier run are recognised and replaced, and other rules are never touched. pyroute2's
+    synchronous API runs an event loop of its own, so each call opens and closes its socket, in
+    the calling thread (the daemon calls from an executor thread, never from its loop).
+    """
+
+    def __init__(self, protocol: int = 186) -> None:
+        self.protocol = protocol
+        self._ipr: Any = None
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[None]:
+        from pyroute2 import IPRoute
+
+        self._ipr = IPRoute()
+        try:
+            yield
+        finally:
+            self._ipr.close()
+            self._ipr = None
+
+    @staticmethod
+    def keys(spec: RuleSpec) -> list[_RuleKey]:
+        src: str | None = None
+        plen = 0
+        families = [socket.AF_INET, socket.AF_INET6]
+        if spec.source is not None:
+            net = ipaddress.ip_network(spec.source)
+            src, plen = str(net.network_address), net.prefixlen
+            families = [socket.AF_INET if net.version == 4 else socket.AF_INET6]
+        elif spec.afi is not None:
+            families = [_FAMILY[spec.afi]]
+        return [(int(f), spec.table, spec.priority, src, plen, spec.iif, spec.fwmark) for f in families]
+
+    def ours(self) -> list[_RuleKey]:
+        with self._session():
+            return self._ours()
+
+    def _ours(self) -> list[_RuleKey]:
+        out: list[_RuleKey] = []
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for r in self._ipr.get_rules(family=family):
+                if r.get("FRA_PROTOCOL") != self.protocol:
+                    continue
+                out.append((
+                    int(family),
+                    r.get("FRA_TABLE") or r["table"],
+                    r.get("FRA_PRIORITY") or 0,
+                    r.get("FRA_SRC"),
+                    r["src_len"],
+                    r.get("FRA_IIFNAME"),
+                    r.get("FRA_FWMARK"),
+                ))  # fmt: skip
+        return out
+
+    def _call(self, cmd: str, key: _RuleKey) -> None:
+        family, table, priority, src, plen, iif, mark = key
+        kwargs: dict[str, object] = {"family": family, "table": table, "priority": priority}
+        kwargs["protocol"] = self.protocol
+        if src is not None:
+            kwargs.update(src=src, src_len=plen)
+        if iif is not None:
+            kwargs["iifname"] = iif
+        if mark is not None:
+            kwargs["fwmark"] = mark
+        self._ipr.rule(cmd, **kwargs)
+
+    def sync(self, specs: Sequence[RuleSpec]) -> list[str]:
+        """Make our rules exactly ``specs``; returns one message per rule the kernel refused."""
+        wanted = {k: spec for spec in specs for k in self.keys(spec)}
+        errors: list[str] = []
+        with self._session():
+            current = set(self._ours())
+            for key in current - wanted.keys():
+                errors += self._try("del", key, "stale rule")
+            for key, spec in wanted.items():
+                if key not in current:
+                    errors += self._try("add", key, spec.describe())
+        return errors
+
+    def remove_all(self) -> list[str]:
+        errors: list[str] = []
+        with self._session():
+            for key in self._ours():
+                errors += self._try("del", key, "rule")
+        return errors
+
+    def _try(self, cmd: str, key: _RuleKey, what: str) -> list[str]:
+        try:
+            self._call(cmd, key)
+        except Exception as exc:  # pyroute2's NetlinkError carries the errno in .code
+            err = getattr(exc, "code", None) or getattr(exc, "errno", None) or errno_mod.EIO
+            if (cmd, err) in (("add", errno_mod.EEXIST), ("del", errno_mod.ENOENT)):
+                return []
+            family = "ipv4" if key[0] == socket.AF_INET else "ipv6"
+            return [f"ip rule {cmd} ({family}) {what}: {os.strerror(err)}"]
+        return []
+
+    def close(self) -> None:
+        """Nothing held between calls; kept for symmetry with the other writers."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno as errno_mod
+import select
 import threading
 import time
 from collections import deque
@@ -24,13 +25,33 @@ from typing import Any, TypeVar
 
 import structlog
 
-from fib.model import FibBackend, FibError, FibOp, NextHops, TableKey, op_name, same_nexthops
+from fib.model import (
+    EV_ADDR,
+    EV_LINK,
+    EV_OVERRUN,
+    EV_ROUTE_DEL,
+    FibBackend,
+    FibError,
+    FibOp,
+    KernelEvent,
+    KernelMonitor,
+    NextHops,
+    TableKey,
+    op_name,
+    same_nexthops,
+)
 from rib.prefix import Afi, PrefixKey, key_to_str
 
 T = TypeVar("T")
 PendingKey = tuple[int, Afi, PrefixKey]  # (table, afi, prefix)
 
 _LOGGED_PER_BATCH = 20  # individual error lines per apply; the rest are summarised
+# A next hop the kernel cannot reach (no connected route covers it): kept out, retried on changes.
+UNRESOLVED_ERRNOS = frozenset({errno_mod.ENETUNREACH, errno_mod.EHOSTUNREACH})
+FIB_INSTALLED = "installed"
+FIB_UNRESOLVED = "unresolved"
+FIB_FAILED = "failed"
+FIB_PENDING = "pending"
 
 
 class FibSync:
@@ -41,6 +62,11 @@ class FibSync:
     is how long the idle writer lets submissions gather once woken: the RIB submits in bursts
     (one UPDATE, a session going down), and a write of thousands costs little more than a write
     of one.
+
+    With a ``monitor`` (kernel notifications other than our own writes' echoes), a route of ours
+    deleted or changed by someone else is put back, a link going down or up or lost
+    notifications lead to a resync (dump and diff of every managed table), and failed routes are
+    retried when an address or a route appears (their next hop may have become reachable).
     """
 
     def __init__(
@@ -51,6 +77,8 @@ class FibSync:
         chunk: int = 100_000,
         max_errors: int = 10_000,
         linger: float = 0.002,
+        monitor: KernelMonitor | None = None,
+        protocol: int = 186,
     ) -> None:
         self._backend = backend
         self._linger = linger
@@ -72,8 +100,26 @@ class FibSync:
         self.ops_total = 0  # ops handed to the backend
         self.errors_total = 0
         self.last_write_seconds = 0.0  # duration of the last drained pending dict
+        self.protocol = protocol  # ours, to tell our routes from others' in monitor events
+        self._events: list[KernelEvent] = []
+        self._links_down: set[int] = set()  # interfaces seen going down, to resync when they are back
+        self._eperm_logged = False
+        # Routes installed through a resolved (recursive) next hop: key -> (wanted, in the kernel).
+        # ``installed`` keeps the wanted form, which is what the RIB submits and compares with.
+        self._recursive: dict[PendingKey, tuple[NextHops, NextHops]] = {}
+        # Last resolution of each recursive gateway: a route event costs one lookup per gateway,
+        # and the recursive routes are scanned only when one of them resolves differently.
+        self._gw_seen: dict[tuple[int, Afi, Any], NextHops | None] = {}
+        self._resolve = getattr(backend, "resolve", None)
+        self.repairs_total = 0  # routes put back after someone else changed them
+        self.resyncs_total = 0
         self._thread = threading.Thread(target=self._run, name="fib-writer", daemon=True)
         self._thread.start()
+        self._monitor = monitor
+        self._monitor_thread: threading.Thread | None = None
+        if monitor is not None:
+            self._monitor_thread = threading.Thread(target=self._watch, name="fib-monitor", daemon=True)
+            self._monitor_thread.start()
 
     # --- event loop side -----------------------------------------------------------------------
 
@@ -97,6 +143,34 @@ class FibSync:
     def routes(self, table: int, afi: Afi) -> dict[PrefixKey, NextHops]:
         """A copy of what we installed in one table, safe to iterate while the writer works."""
         return dict(self.installed.get((table, afi), _EMPTY))  # one C-level copy: atomic under the GIL
+
+    def status(self, table: int, afi: Afi, prefix: PrefixKey) -> str | None:
+        """Where a prefix stands in the kernel: installed, unresolved, failed, pending (None: not ours)."""
+        error = self._errors.get((table, afi, prefix))
+        if error is not None:
+            return FIB_UNRESOLVED if error.errno in UNRESOLVED_ERRNOS else FIB_FAILED
+        if (table, afi, prefix) in self._pending:
+            return FIB_PENDING
+        routes = self.installed.get((table, afi))
+        if routes is not None and prefix in routes:
+            return FIB_INSTALLED
+        return None
+
+    def status_detail(self, table: int, afi: Afi, prefix: PrefixKey) -> tuple[str | None, str | None]:
+        """``status`` and, for a failed or unresolved prefix, the kernel's reason."""
+        error = self._errors.get((table, afi, prefix))
+        if error is not None:
+            return self.status(table, afi, prefix), error.reason
+        return self.status(table, afi, prefix), None
+
+    def resolved_via(self, table: int, afi: Afi, prefix: PrefixKey) -> NextHops | None:
+        """For a route installed through a recursive next hop, the gateways the kernel holds."""
+        entry = self._recursive.get((table, afi, prefix))
+        return entry[1] if entry is not None else None
+
+    def unresolved(self) -> list[FibError]:
+        """Prefixes kept out of the kernel because their next hop is not reachable."""
+        return [e for e in self.errors if e.errno in UNRESOLVED_ERRNOS]
 
     @property
     def errors(self) -> list[FibError]:
@@ -151,7 +225,15 @@ class FibSync:
         self._wake.set()
         await self.wait_idle()
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        if self._monitor_thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._monitor_thread.join)
+        if self._monitor is not None:
+            self._monitor.close()
         self._backend.close()
+
+    async def resync(self) -> None:
+        """Dump every managed table and repair any difference with what we installed."""
+        await self._call(self._resync)
 
     async def _call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the writer thread, between two batches, and wait for it."""
@@ -175,10 +257,13 @@ class FibSync:
             while True:
                 with self._lock:
                     job = self._jobs.popleft() if self._jobs else None
+                    events: list[KernelEvent] = []
+                    if job is None and self._events:
+                        events, self._events = self._events, []
                     batch: dict[PendingKey, NextHops] = {}
-                    if job is None and self._pending:
+                    if job is None and not events and self._pending:
                         batch, self._pending = self._pending, {}
-                    if job is None and not batch:
+                    if job is None and not events and not batch:
                         self._busy = False
                         waiters, self._waiters = self._waiters, []
                         closing = self._closing
@@ -186,6 +271,12 @@ class FibSync:
                     self._busy = True
                 if job is not None:
                     job.run()
+                    continue
+                if events:
+                    try:
+                        self._handle_events(events)
+                    except Exception:
+                        self._log.exception("fib monitor event handling failed", events=len(events))
                     continue
                 started = time.monotonic()
                 try:
@@ -197,6 +288,220 @@ class FibSync:
                 _resolve(loop, fut, None, None)
             if closing:
                 return
+
+    # --- monitor ---------------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        """Monitor thread: wait for notifications, queue them for the writer (which owns ``installed``)."""
+        monitor = self._monitor
+        assert monitor is not None
+        poll = select.poll()
+        poll.register(monitor.fileno(), select.POLLIN)
+        while not self._closing:
+            if not poll.poll(200):
+                continue
+            try:
+                events = monitor.read()
+            except Exception as exc:  # the socket broke: resync once, and stop watching
+                self._log.error(
+                    "kernel monitor failed; routes changed by others are no longer repaired", error=repr(exc)
+                )
+                events = [KernelEvent(EV_OVERRUN)]
+                with self._lock:
+                    self._events.extend(events)
+                self._wake.set()
+                return
+            if events:
+                with self._lock:
+                    self._events.extend(events)
+                self._wake.set()
+
+    def _handle_events(self, events: list[KernelEvent]) -> None:
+        """Writer thread: compare what others did with ``installed`` and put our routes back.
+
+        The monitor never sees our own writes, so an event is someone else's doing: a route of ours
+        deleted (``ip route del``) or changed (``ip route change``, which also takes the protocol),
+        or one with our protocol number added by hand. Repairs are create-or-replace or delete
+        ops, so a stale event costs an idempotent write at worst.
+        """
+        resync = retry = reresolve = False
+        repairs: dict[TableKey, dict[PrefixKey, NextHops]] = {}
+        proto = self.protocol
+        for ev in events:
+            if ev.kind == EV_OVERRUN:
+                self._log.warning("kernel notifications lost (ENOBUFS): resyncing every managed table")
+                resync = True
+                continue
+            if ev.kind == EV_LINK:
+                # IPv4 flushes the routes via a link that goes down without a notification per route.
+                if not ev.up and ev.ifindex not in self._links_down:
+                    self._links_down.add(ev.ifindex)
+                    resync = True
+                elif ev.up and ev.ifindex in self._links_down:
+                    self._links_down.discard(ev.ifindex)
+                    resync = True
+                continue
+            if ev.kind == EV_ADDR:
+                # An address gone takes the routes via its subnet with it (IPv4: no notification each).
+                retry = True
+                resync = resync or not ev.up
+                continue
+            if ev.protocol != proto:  # others' routes: the ways to recursive next hops may have changed
+                reresolve = True
+            routes = self.installed.get((ev.table, ev.afi))
+            if routes is None:  # not a managed table; it may still make a failed next hop reachable
+                retry = retry or (ev.kind != EV_ROUTE_DEL and ev.protocol != proto)
+                continue
+            want = routes.get(ev.prefix)
+            if ev.kind == EV_ROUTE_DEL:
+                if ev.protocol == proto and want:
+                    repairs.setdefault((ev.table, ev.afi), {})[ev.prefix] = want
+                continue
+            if ev.protocol != proto:
+                retry = True
+                if want:  # maybe replaced ours (same metric); replacing again is harmless if not
+                    repairs.setdefault((ev.table, ev.afi), {})[ev.prefix] = want
+            elif want is None:
+                repairs.setdefault((ev.table, ev.afi), {})[ev.prefix] = ()  # ours by number, not by us
+            elif not same_nexthops(self._kernel_form(ev.table, ev.afi, ev.prefix, want), ev.nexthops):
+                repairs.setdefault((ev.table, ev.afi), {})[ev.prefix] = want
+        if resync:
+            self._resync()
+            return
+        if reresolve and self._recursive:
+            self._reresolve()
+        for (table, afi), ops in repairs.items():
+            self._log.warning(
+                "routes of ours changed by someone else: repairing",
+                table=table,
+                afi=afi.name_lower,
+                routes=len(ops),
+                sample=[key_to_str(afi, p) for p in list(ops)[:5]],
+            )
+            self._repair(table, afi, list(ops.items()))
+        if retry and self._failed:
+            self._retry_failed_now()
+
+    def _repair(self, table: int, afi: Afi, ops: list[FibOp]) -> None:
+        """Write ``ops`` whatever ``installed`` says; a failed re-add means the kernel lacks the route."""
+        routes = self.installed.setdefault((table, afi), {})
+        errors = self._apply(table, afi, ops)
+        for error in errors:
+            if error.op != OP_DELETE_NAME:
+                routes.pop(error.prefix, None)
+        self.repairs_total += len(ops) - len(errors)
+
+    def _resync(self) -> None:
+        """Dump every managed table; put back what is missing or different, remove strays of ours."""
+        self.resyncs_total += 1
+        for (table, afi), routes in list(self.installed.items()):
+            current = self._backend.dump(table, afi)
+            stale: list[FibOp] = [(p, ()) for p in current if p not in routes]
+            missing: list[FibOp] = [
+                (p, nh)
+                for p, nh in routes.items()
+                if (old := current.get(p)) is None
+                or not same_nexthops(old, self._kernel_form(table, afi, p, nh))
+            ]
+            if stale or missing:
+                self._log.warning(
+                    "kernel table differed from what we installed: repairing",
+                    table=table,
+                    afi=afi.name_lower,
+                    missing=len(missing),
+                    stale=len(stale),
+                )
+                self._repair(table, afi, stale + missing)
+        self._retry_failed_now()
+
+    def _kernel_form(self, table: int, afi: Afi, prefix: PrefixKey, wanted: NextHops) -> NextHops:
+        """What the kernel should hold for a route we installed with ``wanted``."""
+        if self._recursive:
+            entry = self._recursive.get((table, afi, prefix))
+            if entry is not None and entry[0] == wanted:
+                return entry[1]
+        return wanted
+
+    def _translate(
+        self, table: int, afi: Afi, wanted: NextHops, cache: dict[tuple[int, Any], NextHops | None]
+    ) -> NextHops | None:
+        """The gateways that reach ``wanted`` (recursive next hops resolved); None if none does."""
+        assert self._resolve is not None
+        out: list[Any] = []
+        for gw in wanted:
+            ckey = (table, gw)
+            if ckey not in cache:
+                try:
+                    cache[ckey] = self._resolve(table, afi, gw)
+                except OSError:
+                    cache[ckey] = None
+                if len(self._gw_seen) < 65536:
+                    self._gw_seen[(table, afi, gw)] = cache[ckey]
+            via = cache[ckey]
+            if via:
+                out.extend(via)
+        return tuple(dict.fromkeys(out)) or None
+
+    def _resolve_and_retry(
+        self, table: int, afi: Afi, chunk: list[FibOp], errors: list[FibError]
+    ) -> tuple[list[FibError], dict[PrefixKey, NextHops]]:
+        """Retry the ops refused for an unreachable gateway with their next hops resolved.
+
+        Returns the errors left and, per prefix now installed that way, the gateways used.
+        """
+        unreachable = [e for e in errors if e.errno in UNRESOLVED_ERRNOS and e.op != OP_DELETE_NAME]
+        if not unreachable or self._resolve is None:
+            return errors, {}
+        wanted = dict(chunk)
+        cache: dict[tuple[int, Any], NextHops | None] = {}
+        retry: list[FibOp] = []
+        for e in unreachable:
+            via = self._translate(table, afi, wanted[e.prefix], cache)
+            if via is not None and not same_nexthops(via, wanted[e.prefix]):
+                retry.append((e.prefix, via))
+        if not retry:
+            return errors, {}
+        try:
+            again = self._backend.apply(table, afi, retry)
+        except Exception:
+            return errors, {}
+        refused = {e.prefix for e in again}
+        done = {p: via for p, via in retry if p not in refused}
+        return [e for e in errors if e.prefix not in done], done
+
+    def _reresolve(self) -> None:
+        """Others' routes changed: follow each recursive route's way to its next hop."""
+        cache: dict[tuple[int, Any], NextHops | None] = {}
+        before = dict(self._gw_seen)
+        for table, afi, gw in before:
+            self._translate(table, afi, (gw,), cache)
+        if all(self._gw_seen.get(k) == v for k, v in before.items()):
+            return  # no way to any recursive next hop changed
+        changed: dict[TableKey, list[FibOp]] = {}
+        gone: dict[TableKey, list[FibOp]] = {}
+        for (table, afi, prefix), (wanted, via) in list(self._recursive.items()):
+            now = self._translate(table, afi, wanted, cache)
+            if now is None:
+                gone.setdefault((table, afi), []).append((prefix, wanted))
+            elif not same_nexthops(now, via):
+                changed.setdefault((table, afi), []).append((prefix, wanted))
+        for (table, afi), ops in changed.items():
+            for prefix, _nh in ops:
+                self._recursive.pop((table, afi, prefix), None)
+            self._repair(table, afi, ops)  # resolved again on the way in
+        for (table, afi), ops in gone.items():
+            # Nothing leads to the next hop any more: out of the kernel, unresolved until it does.
+            self._apply(table, afi, [(p, ()) for p, _nh in ops])
+            reason = "next hop not reachable: no route covers it"
+            errors = [
+                FibError(table, afi, p, OP_REPLACE_NAME, errno_mod.ENETUNREACH, reason) for p, _nh in ops
+            ]
+            self._record(table, afi, ops, errors)
+
+    def _retry_failed_now(self) -> None:
+        with self._lock:
+            for key, nexthops in self._failed.items():
+                self._pending.setdefault(key, nexthops)  # a newer submission wins
 
     def _write(self, batch: dict[PendingKey, NextHops]) -> None:
         """Group by table and drop no-ops (already so in the kernel) before the backend sees them."""
@@ -247,6 +552,9 @@ class FibSync:
                 )
                 errors = [FibError(table, afi, p, op_name(nh), errno, f"backend: {exc}") for p, nh in chunk]
             self.ops_total += len(chunk)
+            via: dict[PrefixKey, NextHops] = {}
+            if errors:
+                errors, via = self._resolve_and_retry(table, afi, chunk, errors)
             failed = {e.prefix for e in errors} if errors else set()
             for prefix, nexthops in chunk:
                 if prefix in failed:
@@ -255,6 +563,14 @@ class FibSync:
                     routes[prefix] = nexthops
                 else:
                     routes.pop(prefix, None)
+            if via or self._recursive:  # recursive routes are rare: no cost per route otherwise
+                recursive = self._recursive
+                for prefix, nexthops in chunk:
+                    key = (table, afi, prefix)
+                    if prefix in via:
+                        recursive[key] = (nexthops, via[prefix])
+                    elif prefix not in failed:
+                        recursive.pop(key, None)
             self._record(table, afi, chunk, errors)
             all_errors.extend(errors)
         return all_errors
@@ -280,6 +596,14 @@ class FibSync:
                 del self._errors[oldest]
                 self._failed.pop(oldest, None)
         self.errors_total += len(errors)
+        if not self._eperm_logged and any(e.errno == errno_mod.EPERM for e in errors):
+            self._eperm_logged = True
+            self._log.error(
+                "the kernel refuses our route writes (EPERM): the daemon lacks CAP_NET_ADMIN; "
+                "routes stay out of the kernel and show fib=failed",
+                table=table,
+                afi=afi.name_lower,
+            )
         for error in errors[:_LOGGED_PER_BATCH]:
             self._log.warning(
                 "kernel route write failed",
@@ -337,6 +661,8 @@ class FibSync:
 
 
 _EMPTY: dict[PrefixKey, NextHops] = {}
+OP_DELETE_NAME = op_name(())
+OP_REPLACE_NAME = "replace"
 
 
 class _Job:

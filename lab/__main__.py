@@ -1,7 +1,8 @@
-"""`python -m lab up|status|down`: the live lab (our daemon between two BIRD routers).
+"""`python -m lab up|status|down`: the live lab (our daemon with real FRR and BIRD neighbours).
 
-`up` builds the namespaces, starts BIRD and bgpd, waits until routes are in kernel table
-500, prints what it built and how to look, and leaves it running. `down` stops exactly the
+`up` builds the namespaces of lab/scenarios.py, starts FRR, BIRD and bgpd, waits until every
+scenario's routes are in the kernel, prints what it built and how to look, and leaves it
+running. `down` stops exactly the
 processes it started (by PID, from the state file) and deletes its namespaces.
 """
 
@@ -11,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,10 +21,11 @@ from pathlib import Path
 
 from lab.netns import Lab, run
 from lab.peers import kernel_routes, wait_for
-from lab.topology import RED_TABLE, SkeletonLab
+from lab.scenarios import ScenarioLab
 
 STATE_DIR = Path(os.environ.get("BGPD_LAB_DIR", "/tmp/bgpd-lab"))
 STATE = STATE_DIR / "state.json"
+RED_TABLE = 500
 
 
 def up() -> int:
@@ -30,51 +33,59 @@ def up() -> int:
         print(f"lab: already up (state in {STATE}); run `scripts/lab down` first", file=sys.stderr)
         return 1
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    sk = SkeletonLab(STATE_DIR, lab=Lab(prefix="lab"))
-    sk.build()
-    state = {"namespaces": sk.lab.namespaces, "pids": [], "us": sk.us, "socket": ""}
-
-    def save() -> None:
-        procs = [b.proc for b in sk.birds.values()] + ([sk.bgpd.proc] if sk.bgpd else [])
-        state["pids"] = [p.pid for p in procs if p is not None]
-        STATE.write_text(json.dumps(state))
-
+    sl = ScenarioLab(STATE_DIR, lab=Lab(prefix="lab"))
+    sl.build()
+    state: dict[str, object] = {"namespaces": sl.lab.namespaces, "pids": [], "us": sl.us, "socket": ""}
+    STATE.write_text(json.dumps(state))
     try:
-        sk.start_birds()
-        save()
-        bgpd = sk.start_bgpd()
-        state["socket"] = str(bgpd.socket)
-        save()
+        sl.start()
+        assert sl.bgpd is not None
+        state["pids"] = sl.pids()
+        state["socket"] = str(sl.bgpd.socket)
+        state["frr_vty"] = str(sl.frr.vty) if sl.frr else ""
+        STATE.write_text(json.dumps(state))
         wait_for(
-            "BIRD routes in kernel table 500",
+            "routes of every scenario in the kernel",
             lambda: (
-                {"192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"}
-                <= {r["dst"] for r in kernel_routes(sk.us, RED_TABLE)}
+                "172.16.0.0/16" in (main := {r["dst"] for r in kernel_routes(sl.us, "main")})
+                and "10.96.0.10" in main
+                and any(r["dst"] == "192.0.2.0/24" for r in kernel_routes(sl.us, RED_TABLE))
             ),
-            60,
+            90,
         )
     except Exception as e:
         print(f"lab: failed to come up: {e}", file=sys.stderr)
-        if sk.bgpd is not None:
-            print(sk.bgpd.log_text()[-4000:], file=sys.stderr)
+        if sl.bgpd is not None:
+            print(sl.bgpd.log_text()[-4000:], file=sys.stderr)
+        state["pids"] = sl.pids()
+        STATE.write_text(json.dumps(state))
         down()
         return 1
-    us, sock = sk.us, state["socket"]
+    us, sock = sl.us, state["socket"]
     cli = f"{Path(sys.executable).parent}/bgpd-cli --socket {sock}"
+    ns = sl.ns
     print(
         f"""
-lab is up: bgpd (AS 65010) in namespace {us} peers with BIRD b1 and b2 (AS 65002) in VRF red.
-  b1: 10.91.1.2 fd91:1::2 announces 192.0.2.0/24 198.51.100.0/24 2001:db8:100::/48
-  b2: 10.91.2.2 fd91:2::2 announces 192.0.2.0/24 203.0.113.0/24 2001:db8:100::/48
-  we announce 10.96.0.0/12 and fd96::/48 (see them in BIRD).
+lab is up: bgpd (AS 65010) in namespace {us}, with real FRR and BIRD neighbours:
+  (a) transit:  dc (FRR, AS 65000, ns {ns["dc"]}) 10.92.0.2; spoke VPC routers (BIRD) spa AS 65020
+      10.92.1.2 and spb AS 65021 10.92.2.2 via template "spoke" (next-hop-self, import/export policies)
+  (b) multi-VRF: red (BIRD, AS 64512) 10.93.1.2 in VRF red = table 500; blue (BIRD, AS 64513)
+      10.93.2.2 in VRF blue = table 501; both announce 192.0.2.0/24
+  (c) anycast:  nodes n1 (AS 64601) 10.94.1.2 and n2 (AS 64602) 10.94.2.2 announce 10.96.0.0/12 and
+      the VIP 10.96.0.10/32 (and fd96::/112, fd96::10/128): one kernel route, two next hops
 
 Look:
-  ip -n {us} route show table {RED_TABLE}
-  ip -n {us} -6 route show table {RED_TABLE}
+  ip -n {us} route show                      # transit and anycast routes (main table)
+  ip -n {us} route show table 500            # VRF red
+  ip -n {us} route show table 501            # VRF blue
   {cli} show neighbors
   {cli} show routes
-  birdc -s {STATE_DIR}/b1/bird.ctl show route
-  logs: {STATE_DIR}/us/bgpd.log, {STATE_DIR}/b1/bird.log, {STATE_DIR}/b2/bird.log
+  {cli} show routes 10.96.0.10
+  vtysh --vty_socket {state["frr_vty"]} -c 'show bgp ipv4 unicast'
+  birdc -s {STATE_DIR}/spa/bird.ctl show route
+  logs: {STATE_DIR}/us/bgpd.log, {STATE_DIR}/<name>/bird.log
+
+Try: birdc -s {STATE_DIR}/n2/bird.ctl disable st4   (the VIP keeps one next hop)
 
 Tear down:
   scripts/lab down
@@ -99,6 +110,8 @@ def down() -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     Lab(namespaces=list(state.get("namespaces", []))).close()
+    if state.get("frr_vty"):
+        shutil.rmtree(state["frr_vty"], ignore_errors=True)
     STATE.unlink()
     print("lab: torn down")
     return 0

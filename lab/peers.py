@@ -59,6 +59,7 @@ class Process:
     name: str
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +73,7 @@ class Process:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=self.workdir,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": str(ROOT), **self.extra_env},
             start_new_session=True,
         )
         log.close()

@@ -1,19 +1,42 @@
 """Import/export filters: `all`, `none`, and named policies of ordered terms.
 
-A filter maps (family, prefix, attributes, source) to new attributes or None (rejected).
-Filters whose result does not depend on the prefix say so (``per_prefix = False``), so a
-channel can cache the result per interned attribute set instead of per route.
+A filter maps (family, prefix, attributes, source, VRF) to new attributes or None
+(rejected). Filters whose result does not depend on the prefix say so
+(``per_prefix = False``), so a channel can cache the result per interned attribute set
+(and source and family) instead of per route. The match and set keys live in
+``policy.match`` and ``policy.actions``; the config loader validates with the same code.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from rib.attrs import PathAttrs, parse_community
-from rib.prefix import Afi, PrefixKey, key_to_network, parse_prefix
+from policy.actions import SELF_V4, SELF_V6, SET_KEYS, SETTERS, Setter
+from policy.match import MATCH_KEYS, MATCHERS, Pred, PrefixMatch
+from rib.attrs import PathAttrs
+from rib.prefix import Afi, IPAddress, PrefixKey
 from rib.route import Source
+
+__all__ = [
+    "ACCEPT_ALL",
+    "ACTIONS",
+    "MATCH_KEYS",
+    "REJECT_ALL",
+    "SET_KEYS",
+    "AcceptAll",
+    "Filter",
+    "Policy",
+    "PrefixMatch",
+    "RejectAll",
+    "Term",
+    "check_match",
+    "check_set",
+    "compile_term",
+    "is_self_next_hop",
+]
+
+ACTIONS = ("accept", "reject", "next")
 
 
 class Filter(Protocol):
@@ -23,7 +46,9 @@ class Filter(Protocol):
     @property
     def name(self) -> str: ...
 
-    def apply(self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs, source: Source) -> PathAttrs | None: ...
+    def apply(
+        self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs, source: Source, vrf: str = ""
+    ) -> PathAttrs | None: ...
 
 
 @dataclass(slots=True, frozen=True)
@@ -31,7 +56,9 @@ class AcceptAll:
     per_prefix: bool = False
     name: str = "all"
 
-    def apply(self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs, source: Source) -> PathAttrs | None:
+    def apply(
+        self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs, source: Source, vrf: str = ""
+    ) -> PathAttrs | None:
         return attrs
 
 
@@ -40,7 +67,9 @@ class RejectAll:
     per_prefix: bool = False
     name: str = "none"
 
-    def apply(self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs, source: Source) -> PathAttrs | None:
+    def apply(
+        self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs, source: Source, vrf: str = ""
+    ) -> PathAttrs | None:
         return None
 
 
@@ -48,74 +77,40 @@ ACCEPT_ALL = AcceptAll()
 REJECT_ALL = RejectAll()
 
 
-@dataclass(slots=True, frozen=True)
-class PrefixMatch:
-    """``10.0.0.0/8 le 24``: the prefix itself or more specific ones within [ge, le]."""
-
-    afi: Afi
-    network: ipaddress.IPv4Network | ipaddress.IPv6Network
-    ge: int
-    le: int
-
-    @classmethod
-    def parse(cls, text: str) -> PrefixMatch:
-        words = text.split()
-        if not words:
-            raise ValueError("empty prefix")
-        afi, key = parse_prefix(words[0])
-        net = key_to_network(afi, key)
-        rest = words[1:]
-        if len(rest) % 2:
-            raise ValueError(f"{text!r}: expected PREFIX [ge N] [le N]")
-        bounds: dict[str, int] = {}
-        for kw, val in zip(rest[::2], rest[1::2], strict=True):
-            if kw not in ("ge", "le"):
-                raise ValueError(f"{text!r}: unknown word {kw!r} (ge or le)")
-            n = int(val)
-            if not net.prefixlen <= n <= afi.max_plen:
-                raise ValueError(f"{text!r}: {kw} {n} outside {net.prefixlen}..{afi.max_plen}")
-            bounds[kw] = n
-        # As in FRR prefix lists: `ge` alone reaches to the longest prefix, no bounds = exact.
-        ge = bounds.get("ge", net.prefixlen)
-        le = bounds.get("le", afi.max_plen if "ge" in bounds else net.prefixlen)
-        if ge > le:
-            raise ValueError(f"{text!r}: ge {ge} is greater than le {le}")
-        return cls(afi, net, ge, le)
-
-    def matches(self, afi: Afi, prefix: PrefixKey) -> bool:
-        if afi != self.afi or not self.ge <= prefix[0] <= self.le:
-            return False
-        return key_to_network(afi, prefix).subnet_of(self.network)  # type: ignore[arg-type]
+def is_self_next_hop(addr: IPAddress) -> bool:
+    """Whether a next hop is the placeholder `set.next_hop = "self"` leaves."""
+    return addr in (SELF_V4, SELF_V6)
 
 
 @dataclass(slots=True)
 class Term:
     prefixes: list[PrefixMatch] = field(default_factory=list)
-    communities: list[int] = field(default_factory=list)
+    preds: list[Pred] = field(default_factory=list)
     action: str = "accept"
-    local_pref: int | None = None
-    med: int | None = None
-    community_add: tuple[int, ...] = ()
+    setters: list[Setter] = field(default_factory=list)
+    # Input attrs id -> (input, output): a per-prefix policy changes the same attribute set
+    # once, not once per prefix. Holding the input keeps its id from being reused.
+    _done: dict[int, tuple[PathAttrs, PathAttrs]] = field(default_factory=dict)
 
-    def matches(self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs) -> bool:
+    def matches(self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs, source: Source, vrf: str = "") -> bool:
         if self.prefixes and not any(m.matches(afi, prefix) for m in self.prefixes):
             return False
-        return not (self.communities and not any(c in attrs.communities for c in self.communities))
+        return all(p(afi, prefix, attrs, source, vrf) for p in self.preds)
 
     def modify(self, attrs: PathAttrs) -> PathAttrs:
-        changes: dict[str, object] = {}
-        if self.local_pref is not None:
-            changes["local_pref"] = self.local_pref
-        if self.med is not None:
-            changes["med"] = self.med
-        if self.community_add:
-            merged = tuple(dict.fromkeys(attrs.communities + self.community_add))
-            changes["communities"] = merged
-        return attrs.with_(**changes) if changes else attrs
-
-
-MATCH_KEYS = {"prefix", "community"}
-SET_KEYS = {"local_pref", "med", "community_add"}
+        if not self.setters:
+            return attrs
+        hit = self._done.get(id(attrs))
+        if hit is not None:
+            return hit[1]
+        changes: dict[str, Any] = {}
+        for s in self.setters:
+            s(attrs, changes)
+        out = attrs.with_(**changes)
+        if len(self._done) > 100_000:
+            self._done.clear()
+        self._done[id(attrs)] = (attrs, out)
+        return out
 
 
 @dataclass(slots=True)
@@ -124,11 +119,18 @@ class Policy:
 
     name: str
     terms: list[Term]
-    per_prefix: bool = True
+    per_prefix: bool = field(init=False)
 
-    def apply(self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs, source: Source) -> PathAttrs | None:
+    def __post_init__(self) -> None:
+        # Only prefix matches look at the prefix: every other key depends on the attributes,
+        # the source, the family and the VRF, which the channel caches key on.
+        self.per_prefix = any(t.prefixes for t in self.terms)
+
+    def apply(
+        self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs, source: Source, vrf: str = ""
+    ) -> PathAttrs | None:
         for term in self.terms:
-            if not term.matches(afi, prefix, attrs):
+            if not term.matches(afi, prefix, attrs, source, vrf):
                 continue
             if term.action == "reject":
                 return None
@@ -138,25 +140,47 @@ class Policy:
         return None
 
 
-def compile_term(match: dict[str, object], action: str, sets: dict[str, object]) -> Term:
+def check_match(key: str, value: object, local_asn: int = 0) -> None:
+    """Validate one `match.KEY = value`. Raises ValueError with the reason (the key not included)."""
+    if key == "prefix":
+        for v in value if isinstance(value, list) else [value]:
+            PrefixMatch.parse(str(v))
+    elif key in MATCHERS:
+        MATCHERS[key](value, local_asn)
+    else:
+        raise KeyError(key)
+
+
+def check_set(key: str, value: object, local_asn: int = 0) -> None:
+    """Validate one `set.KEY = value` (as ``check_match``)."""
+    if key not in SETTERS:
+        raise KeyError(key)
+    SETTERS[key](value, local_asn)
+
+
+def compile_term(match: dict[str, object], action: str, sets: dict[str, object], local_asn: int = 0) -> Term:
     """Build a term from its config form. Raises ValueError naming the bad key."""
+    if action not in ACTIONS:
+        raise ValueError(f"action: {action!r} is not one of {', '.join(ACTIONS)}")
     term = Term(action=action)
     for key, value in match.items():
-        values = value if isinstance(value, list) else [value]
-        if key == "prefix":
-            term.prefixes = [PrefixMatch.parse(str(v)) for v in values]
-        elif key == "community":
-            term.communities = [parse_community(str(v)) for v in values]
-        else:
-            raise ValueError(f"match.{key}: unknown match (known: {', '.join(sorted(MATCH_KEYS))})")
+        try:
+            if key == "prefix":
+                values = value if isinstance(value, list) else [value]
+                term.prefixes = [PrefixMatch.parse(str(v)) for v in values]
+            elif key in MATCHERS:
+                term.preds.append(MATCHERS[key](value, local_asn))
+            else:
+                raise ValueError(f"match.{key}: unknown match (known: {', '.join(sorted(MATCH_KEYS))})")
+        except ValueError as e:
+            if str(e).startswith(f"match.{key}"):
+                raise
+            raise ValueError(f"match.{key}: {e}") from None
     for key, value in sets.items():
-        if key == "local_pref":
-            term.local_pref = int(value)  # type: ignore[call-overload]
-        elif key == "med":
-            term.med = int(value)  # type: ignore[call-overload]
-        elif key == "community_add":
-            values = value if isinstance(value, list) else [value]
-            term.community_add = tuple(parse_community(str(v)) for v in values)
-        else:
+        if key not in SETTERS:
             raise ValueError(f"set.{key}: unknown action (known: {', '.join(sorted(SET_KEYS))})")
+        try:
+            term.setters.append(SETTERS[key](value, local_asn))
+        except ValueError as e:
+            raise ValueError(f"set.{key}: {e}") from None
     return term

@@ -9,7 +9,7 @@ Equality and hashing are by value, so an interned set can key dictionaries
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from enum import IntEnum
 from typing import Any
 
@@ -98,8 +98,18 @@ class PathAttrs:
         return intern(replace(self, as_path=new_path))
 
     def with_(self, **changes: Any) -> PathAttrs:
-        return intern(replace(self, **changes))
+        # Filled slot by slot: dataclasses.replace() re-validates every field and the frozen
+        # __init__ goes through object.__setattr__, each several times the cost; policies
+        # call this once per attribute set they change.
+        new = object.__new__(PathAttrs)
+        for name, set_slot in _SLOT_SETTERS:
+            set_slot(new, changes.pop(name) if name in changes else getattr(self, name))
+        if changes:
+            raise TypeError(f"unknown attributes: {', '.join(changes)}")
+        return intern(new)
 
+
+_SLOT_SETTERS = tuple((f.name, getattr(PathAttrs, f.name).__set__) for f in fields(PathAttrs))
 
 # One shared instance per distinct set: the dict maps each set to itself. Sets no route uses
 # any more are swept when the table has doubled since the last sweep (amortised O(1) per

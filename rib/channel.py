@@ -7,15 +7,24 @@ Adj-RIB-Out with the pending changes not yet sent. Pure logic: no sockets, no cl
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
-from policy.filters import ACCEPT_ALL, Filter
+from policy.filters import ACCEPT_ALL, Filter, is_self_next_hop
 from rib.attrs import PathAttrs
-from rib.prefix import Afi, IPAddress, PrefixKey
+from rib.prefix import Afi, IPAddress, IPNetwork, PrefixKey
 from rib.route import Path, Source, SourceKind
 
-# (id of the attributes, source kind, family) -> (those attributes, result).
-_AttrCache = dict[tuple[int, int, int], tuple[PathAttrs, PathAttrs | None]]
+# (id of the attributes, family) -> (those attributes, result).
+_ImportCache = dict[tuple[int, int], tuple[PathAttrs, PathAttrs | None]]
+# (id of the attributes, id of the source, family) -> (attributes, source, result): holding
+# both keeps their ids from being reused while the entry lives.
+_ExportCache = dict[tuple[int, int, int], tuple[PathAttrs, Source, PathAttrs | None]]
+_CACHE_MAX = 200_000
+
+NO_EXPORT = 0xFFFFFF01
+NO_ADVERTISE = 0xFFFFFF02
+NO_EXPORT_SUBCONFED = 0xFFFFFF03  # no confederations here: the same as NO_EXPORT
 
 
 @dataclass(slots=True)
@@ -27,10 +36,27 @@ class ChannelSettings:
     next_hop_self: bool = False
     import_filter: Filter = ACCEPT_ALL
     export_filter: Filter = ACCEPT_ALL
+    router_id: int = 0  # ours: a path carrying it as ORIGINATOR_ID is our own, reflected back
+    cluster_id: str | None = None  # route-reflector cluster id (default: our router id)
+    rr_client: bool = False  # the neighbour is our route-reflector client (RFC 4456)
+    allow_local_as: int = 0  # accept paths with our ASN up to this many times (BIRD)
+    enforce_first_as: bool = True  # eBGP: the first AS must be the peer's, else treat-as-withdraw
+    next_hop_keep: bool = False  # eBGP: pass the next hop on unchanged (BIRD's next hop keep)
 
     @property
     def ebgp(self) -> bool:
         return self.local_asn != self.peer_asn
+
+    @property
+    def cluster(self) -> str:
+        return self.cluster_id or str(ipaddress.IPv4Address(self.router_id))
+
+
+def _shared_subnet(addr: IPAddress, peer: IPAddress, local: IPAddress) -> bool:
+    """Without the interface's connected prefix: the /24 (IPv4) or /64 (IPv6) of both ends."""
+    plen = 24 if addr.version == 4 else 64
+    net = ipaddress.ip_network(f"{peer}/{plen}", strict=False)
+    return addr in net and local in net
 
 
 # eq=False: channels are compared and hashed by identity (the engine keeps a set of them).
@@ -41,6 +67,9 @@ class Channel:
     afis: frozenset[Afi] = frozenset()
     # Our own address on the session, per family: the next hop we announce as "self".
     local_addrs: dict[Afi, IPAddress] = field(default_factory=dict)
+    # The connected prefix of the session's interface, per family, when the daemon knows it:
+    # a next hop inside it is valid for the peer as is (third-party next hop, RFC 4271 5.1.3).
+    connected: dict[Afi, IPNetwork] = field(default_factory=dict)
     adj_in: dict[Afi, dict[PrefixKey, PathAttrs]] = field(default_factory=dict)
     adj_out: dict[Afi, dict[PrefixKey, PathAttrs]] = field(default_factory=dict)
     # prefix -> attributes to announce, or None to withdraw; drained by the session layer.
@@ -48,8 +77,8 @@ class Channel:
     accepted: int = 0
     # Families whose initial table dump still needs an End-of-RIB after the pending routes.
     eor_pending: set[Afi] = field(default_factory=set)
-    _import_cache: _AttrCache = field(default_factory=dict)
-    _export_cache: _AttrCache = field(default_factory=dict)
+    _import_cache: _ImportCache = field(default_factory=dict)
+    _export_cache: _ExportCache = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -70,18 +99,47 @@ class Channel:
 
     # --- import ------------------------------------------------------------------------------
 
+    def import_ok(self, attrs: PathAttrs) -> bool:
+        """The protocol's own import checks: loops and a spoofed first AS are treat-as-withdraw."""
+        s = self.settings
+        src = self.source
+        assert src is not None
+        if s.ebgp and s.enforce_first_as and attrs.neighbor_as() != src.asn:
+            return False  # RFC 4271 6.3: the first AS must be the peer's (FRR's default)
+        if attrs.as_path and sum(asns.count(s.local_asn) for _t, asns in attrs.as_path) > s.allow_local_as:
+            return False  # our own AS in the path: a loop
+        if not s.ebgp:
+            if attrs.originator_id is not None and attrs.originator_id == str(
+                ipaddress.IPv4Address(s.router_id)
+            ):
+                return False  # RFC 4456 8: our own route reflected back
+            if s.cluster in attrs.cluster_list:
+                return False  # RFC 4456 8: a reflection loop
+        return True
+
+    def _import(self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs) -> PathAttrs | None:
+        src = self.source
+        assert src is not None
+        if not self.import_ok(attrs):
+            return None
+        out = self.settings.import_filter.apply(afi, prefix, attrs, src, self.settings.vrf)
+        if out is not None and out.next_hop is not None and is_self_next_hop(out.next_hop):
+            # `set.next_hop = "self"` on import: the neighbour itself (FRR's peer-address).
+            peer = src.peer
+            same_family = peer is not None and peer.version == out.next_hop.version
+            out = out.with_(next_hop=peer if same_family else None)
+        return out
+
     def import_attrs(self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs) -> PathAttrs | None:
-        """The attributes after import policy, or None when rejected."""
-        flt = self.settings.import_filter
-        assert self.source is not None
-        if flt.per_prefix:
-            return flt.apply(afi, prefix, attrs, self.source)
-        key = (id(attrs), 0, 0)
+        """The attributes after the import checks and policy, or None when rejected."""
+        if self.settings.import_filter.per_prefix:
+            return self._import(afi, prefix, attrs)
+        key = (id(attrs), afi)
         hit = self._import_cache.get(key)
         if hit is not None:
             return hit[1]
-        out = flt.apply(afi, prefix, attrs, self.source)
-        if len(self._import_cache) > 100_000:
+        out = self._import(afi, prefix, attrs)
+        if len(self._import_cache) > _CACHE_MAX:
             self._import_cache.clear()
         # The cache holds ``attrs`` itself so its id cannot be reused while the entry lives.
         self._import_cache[key] = (attrs, out)
@@ -95,49 +153,92 @@ class Channel:
         if src is self.source:
             return None  # never back to the neighbour it came from
         s = self.settings
-        if src.kind == SourceKind.IBGP and not s.ebgp:
-            return None  # iBGP-learnt routes go to eBGP peers only (no route reflection yet)
+        if src.kind == SourceKind.IBGP and not s.ebgp and not (src.rr_client or s.rr_client):
+            # iBGP-learnt routes go to iBGP peers only by reflection (RFC 4456): from a client
+            # to everyone, from a non-client to clients.
+            return None
         flt = s.export_filter
         attrs = path.attrs
         if flt.per_prefix:
-            filtered = flt.apply(afi, prefix, attrs, src)
-            return None if filtered is None else self._transform(afi, filtered, src.kind)
+            return self._export(afi, prefix, attrs, src)
         # The family is part of the key: the same attributes (e.g. of a `network` in both
-        # families) get a different "self" next hop per family.
-        key = (id(attrs), src.kind, afi)
+        # families) get a different "self" next hop per family. The source is too: reflection
+        # writes its router id as ORIGINATOR_ID.
+        key = (id(attrs), id(src), afi)
         hit = self._export_cache.get(key)
         if hit is not None:
-            return hit[1]
-        filtered = flt.apply(afi, prefix, attrs, src)
-        out = None if filtered is None else self._transform(afi, filtered, src.kind)
-        if len(self._export_cache) > 100_000:
+            return hit[2]
+        out = self._export(afi, prefix, attrs, src)
+        if len(self._export_cache) > _CACHE_MAX:
             self._export_cache.clear()
-        self._export_cache[key] = (attrs, out)
+        self._export_cache[key] = (attrs, src, out)
         return out
 
-    def _transform(self, afi: Afi, attrs: PathAttrs, kind: SourceKind) -> PathAttrs | None:
-        """The protocol's own export rules (RFC 4271 5.1): AS_PATH, NEXT_HOP, LOCAL_PREF, MED."""
+    def _export(self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs, src: Source) -> PathAttrs | None:
+        comms = attrs.communities
+        if comms:
+            if NO_ADVERTISE in comms:
+                return None
+            if self.settings.ebgp and (NO_EXPORT in comms or NO_EXPORT_SUBCONFED in comms):
+                return None
+        filtered = self.settings.export_filter.apply(afi, prefix, attrs, src, self.settings.vrf)
+        return None if filtered is None else self._transform(afi, attrs, filtered, src)
+
+    def _transform(self, afi: Afi, orig: PathAttrs, attrs: PathAttrs, src: Source) -> PathAttrs | None:
+        """The protocol's own export rules (RFC 4271 5.1, RFC 4456): AS_PATH, NEXT_HOP, LOCAL_PREF, MED.
+
+        ``orig`` is the path before export policy: what the policy set on purpose (a next hop,
+        a MED) is kept even where the protocol would otherwise replace it.
+        """
         s = self.settings
+        kind = src.kind
         self_nh = self.local_addrs.get(afi)
+        nh = attrs.next_hop
+        policy_nh = nh is not None and nh != orig.next_hop
+        if nh is not None and is_self_next_hop(nh):
+            nh, policy_nh = None, False
         if s.ebgp:
-            if self_nh is None:
+            if not policy_nh and not (s.next_hop_keep and nh is not None) and not self._third_party(afi, nh):
+                nh = self_nh
+            if nh is None:
                 return None  # no address of this family on the session to announce as next hop
             return attrs.prepend(s.local_asn).with_(
-                next_hop=self_nh,
+                next_hop=nh,
                 next_hop_ll=None,
                 local_pref=None,
-                # A MED learnt from one AS is not passed on to another (RFC 4271 5.1.4).
-                med=attrs.med if kind == SourceKind.LOCAL else None,
+                # A MED learnt from one AS is not passed on to another (RFC 4271 5.1.4), unless
+                # the export policy set it.
+                med=attrs.med if kind == SourceKind.LOCAL or attrs.med != orig.med else None,
                 originator_id=None,
                 cluster_list=(),
             )
-        nh = attrs.next_hop
-        if s.next_hop_self or kind == SourceKind.LOCAL or nh is None:
+        if ((s.next_hop_self or kind == SourceKind.LOCAL) and not policy_nh) or nh is None:
             if self_nh is None:
                 return None
             nh = self_nh
         lp = 100 if attrs.local_pref is None else attrs.local_pref
+        if kind == SourceKind.IBGP:
+            # Reflection (RFC 4456 8): the first reflector records the originator; every
+            # reflector prepends its cluster id.
+            oid = attrs.originator_id or str(ipaddress.IPv4Address(src.router_id))
+            clusters = (s.cluster, *attrs.cluster_list)
+            return attrs.with_(
+                next_hop=nh, next_hop_ll=None, local_pref=lp, originator_id=oid, cluster_list=clusters
+            )
         return attrs.with_(next_hop=nh, next_hop_ll=None, local_pref=lp)
+
+    def _third_party(self, afi: Afi, nh: IPAddress | None) -> bool:
+        """Whether ``nh`` is on the link shared with the peer, so it can be passed on as is."""
+        src = self.source
+        local = self.local_addrs.get(afi)
+        if nh is None or src is None or src.peer is None or local is None or nh == local:
+            return False
+        if nh.version != src.peer.version or nh == src.peer:
+            return False
+        net = self.connected.get(afi)
+        if net is not None:
+            return nh in net and src.peer in net
+        return _shared_subnet(nh, src.peer, local)
 
     def queue_export(self, afi: Afi, prefix: PrefixKey, path: Path | None) -> None:
         """Record that ``prefix`` should now be announced for ``path`` (or withdrawn: None)."""

@@ -3,16 +3,43 @@
 Each step returns <0 when ``a`` is better, >0 when ``b`` is better, 0 on a tie. ``compare``
 runs them in order and names the step that decided, so `show routes --all` can say why a
 path lost. ECMP candidates are the paths that tie with the best on every step before the
-router-id step (BIRD's "mergable", FRR's multipath), with a usable, distinct next hop.
+oldest-path/router-id steps (BIRD's "mergable", FRR's multipath), with a distinct next hop.
+
+Options that change the process (``always_compare_med``, ``prefer_older``, the next-hop
+resolver) travel in a ``Decision``: the RIB stays pure, the daemon injects what it knows of
+the IGP (the kernel's routes) through ``resolve``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
 
+from rib.prefix import IPAddress
 from rib.route import Path, SourceKind
 
 DEFAULT_LOCAL_PREF = 100
+
+# Next hop -> IGP cost to reach it, or None when it is unreachable.
+Resolver = Callable[[IPAddress], int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    always_compare_med: bool = False
+    prefer_older: bool = False
+    resolve: Resolver | None = None  # None: every next hop is resolvable at cost 0
+
+    def cost(self, p: Path) -> int | None:
+        """IGP cost to the path's next hop; None when unresolvable. Local paths cost 0."""
+        nh = p.attrs.next_hop
+        if self.resolve is None or nh is None or p.source.kind == SourceKind.LOCAL:
+            return 0
+        return self.resolve(nh)
+
+
+DEFAULT = Decision()
 
 
 def _local_pref(p: Path) -> int:
@@ -20,41 +47,77 @@ def _local_pref(p: Path) -> int:
     return DEFAULT_LOCAL_PREF if lp is None else lp
 
 
-def step_local_pref(a: Path, b: Path) -> int:
+def step_next_hop(a: Path, b: Path, d: Decision) -> int:
+    if d.resolve is None:
+        return 0
+    return (d.cost(a) is None) - (d.cost(b) is None)
+
+
+def step_local_pref(a: Path, b: Path, d: Decision) -> int:
     return _local_pref(b) - _local_pref(a)
 
 
-def step_locally_originated(a: Path, b: Path) -> int:
+def step_locally_originated(a: Path, b: Path, d: Decision) -> int:
     return (a.source.kind != SourceKind.LOCAL) - (b.source.kind != SourceKind.LOCAL)
 
 
-def step_as_path_len(a: Path, b: Path) -> int:
+def step_as_path_len(a: Path, b: Path, d: Decision) -> int:
     return a.attrs.as_path_len() - b.attrs.as_path_len()
 
 
-def step_origin(a: Path, b: Path) -> int:
+def step_origin(a: Path, b: Path, d: Decision) -> int:
     return a.attrs.origin - b.attrs.origin
 
 
-def step_med(a: Path, b: Path) -> int:
-    """Lower MED wins, but only between paths from the same neighbour AS (missing MED = 0)."""
-    if a.attrs.neighbor_as() != b.attrs.neighbor_as():
+def step_med(a: Path, b: Path, d: Decision) -> int:
+    """Lower MED wins, between paths from the same neighbour AS unless always_compare_med.
+
+    A missing MED counts as 0 (RFC 4271 9.1.2.2 c).
+    """
+    if not d.always_compare_med and a.attrs.neighbor_as() != b.attrs.neighbor_as():
         return 0
     return (a.attrs.med or 0) - (b.attrs.med or 0)
 
 
-def step_ebgp_over_ibgp(a: Path, b: Path) -> int:
+def step_ebgp_over_ibgp(a: Path, b: Path, d: Decision) -> int:
     ka, kb = a.source.kind, b.source.kind
     if ka == kb:
         return 0
     return -1 if ka == SourceKind.EBGP else (1 if kb == SourceKind.EBGP else 0)
 
 
-def step_router_id(a: Path, b: Path) -> int:
-    return (a.source.router_id > b.source.router_id) - (a.source.router_id < b.source.router_id)
+def step_igp_cost(a: Path, b: Path, d: Decision) -> int:
+    if d.resolve is None:
+        return 0
+    ca, cb = d.cost(a), d.cost(b)
+    if ca is None or cb is None:
+        return 0  # unresolvable paths were decided by the first step
+    return ca - cb
 
 
-def step_peer_address(a: Path, b: Path) -> int:
+def step_older(a: Path, b: Path, d: Decision) -> int:
+    """RFC 5004: between two eBGP paths the older one stays best (less churn), if enabled."""
+    if not d.prefer_older or a.source.kind != SourceKind.EBGP or b.source.kind != SourceKind.EBGP:
+        return 0
+    return (a.since > b.since) - (a.since < b.since)
+
+
+def _router_id(p: Path) -> int:
+    """The ORIGINATOR_ID of a reflected path stands in for the peer's router id (RFC 4456 9)."""
+    oid = p.attrs.originator_id
+    return int(IPv4Address(oid)) if oid is not None else p.source.router_id
+
+
+def step_router_id(a: Path, b: Path, d: Decision) -> int:
+    ra, rb = _router_id(a), _router_id(b)
+    return (ra > rb) - (ra < rb)
+
+
+def step_cluster_list(a: Path, b: Path, d: Decision) -> int:
+    return len(a.attrs.cluster_list) - len(b.attrs.cluster_list)
+
+
+def step_peer_address(a: Path, b: Path, d: Decision) -> int:
     pa, pb = a.source.peer, b.source.peer
     if pa is None or pb is None:
         return (pa is not None) - (pb is not None)
@@ -62,62 +125,86 @@ def step_peer_address(a: Path, b: Path) -> int:
     return (ka > kb) - (ka < kb)
 
 
-Step = Callable[[Path, Path], int]
+Step = Callable[[Path, Path, Decision], int]
 
 STEPS: tuple[tuple[str, Step], ...] = (
+    ("next hop unreachable", step_next_hop),
     ("local-pref", step_local_pref),
     ("locally originated", step_locally_originated),
     ("AS path length", step_as_path_len),
     ("origin", step_origin),
     ("MED", step_med),
     ("eBGP over iBGP", step_ebgp_over_ibgp),
+    ("IGP cost", step_igp_cost),
+    ("older path", step_older),
     ("router id", step_router_id),
+    ("cluster list length", step_cluster_list),
     ("peer address", step_peer_address),
 )
 
 # Index of the first tie-breaking step: paths equal before it may share ECMP.
-ECMP_STEPS = 6
+ECMP_STEPS = 8
 
 
-def compare(a: Path, b: Path) -> tuple[int, str]:
+def compare(a: Path, b: Path, d: Decision = DEFAULT) -> tuple[int, str]:
     """(<0 if a is better, >0 if b is better, 0 if equal), and the name of the deciding step."""
     for name, step in STEPS:
-        r = step(a, b)
+        r = step(a, b, d)
         if r:
             return r, name
     return 0, ""
 
 
-def better(a: Path, b: Path) -> bool:
-    return compare(a, b)[0] < 0
+def better(a: Path, b: Path, d: Decision = DEFAULT) -> bool:
+    return compare(a, b, d)[0] < 0
 
 
-def best_of(paths: Sequence[Path]) -> Path:
+def best_of(paths: Sequence[Path], d: Decision = DEFAULT) -> Path:
     best = paths[0]
     for p in paths[1:]:
-        if compare(p, best)[0] < 0:
+        if compare(p, best, d)[0] < 0:
             best = p
     return best
 
 
-def ecmp_equal(best: Path, other: Path, multipath_relax: bool) -> bool:
-    """Whether ``other`` may share forwarding with ``best``."""
+def ecmp_equal(best: Path, other: Path, multipath_relax: bool, d: Decision = DEFAULT) -> bool:
+    """Whether ``other`` may share forwarding with ``best``.
+
+    Without ``multipath_relax`` both must come from the same neighbour AS; with it, paths
+    from different ASes share when they tie on everything before the tie-breakers (which
+    includes an equal AS-path length): the anycast VIP announced by many nodes.
+    """
     if other.source.kind == SourceKind.LOCAL or best.source.kind == SourceKind.LOCAL:
         return False
     if not multipath_relax and best.attrs.neighbor_as() != other.attrs.neighbor_as():
         return False
-    return all(step(best, other) == 0 for _name, step in STEPS[:ECMP_STEPS])
+    return all(step(best, other, d) == 0 for _name, step in STEPS[:ECMP_STEPS])
 
 
-def select(paths: Sequence[Path], ecmp: int, multipath_relax: bool) -> tuple[Path, ...]:
+def _peer_order(p: Path) -> tuple[int, int]:
+    peer = p.source.peer
+    return (peer.version, int(peer)) if peer is not None else (0, 0)
+
+
+def select(
+    paths: Sequence[Path],
+    ecmp: int,
+    multipath_relax: bool,
+    d: Decision = DEFAULT,
+    previous: Sequence[Path] = (),
+) -> tuple[Path, ...]:
     """The best path first, then up to ``ecmp - 1`` equal-cost paths with distinct next hops.
 
-    The extra paths are ordered by peer address so the set is stable (no kernel churn when
-    an unrelated path changes).
+    Paths with an unresolvable next hop are not candidates at all (RFC 4271 9.1.2): with none
+    left the selection is empty. The extra paths are ordered by peer address; members of the
+    ``previous`` selection that are still eligible keep their place when the set is full, so
+    a newcomer never displaces a working next hop (no kernel churn that is not needed).
     """
+    if d.resolve is not None:
+        paths = [p for p in paths if d.cost(p) is not None]
     if not paths:
         return ()
-    best = best_of(paths)
+    best = best_of(paths, d)
     if ecmp <= 1 or len(paths) == 1:
         return (best,)
     seen = {best.attrs.next_hop}
@@ -125,18 +212,23 @@ def select(paths: Sequence[Path], ecmp: int, multipath_relax: bool) -> tuple[Pat
     for p in paths:
         if p is best or p.attrs.next_hop is None or p.attrs.next_hop in seen:
             continue
-        if ecmp_equal(best, p, multipath_relax):
+        if ecmp_equal(best, p, multipath_relax, d):
             seen.add(p.attrs.next_hop)
             extra.append(p)
     if not extra:
         return (best,)
-    extra.sort(key=lambda p: (p.source.peer.version, int(p.source.peer)) if p.source.peer else (0, 0))
+    if len(extra) >= ecmp and previous:
+        # Full set: sources already forwarding come first, then newcomers, each by peer address.
+        kept = {id(p.source) for p in previous}
+        extra.sort(key=lambda p: (id(p.source) not in kept, _peer_order(p)))
+        extra = extra[: ecmp - 1]
+    extra.sort(key=_peer_order)
     return (best, *extra[: ecmp - 1])
 
 
-def loss_reason(best: Path, other: Path) -> str:
+def loss_reason(best: Path, other: Path, d: Decision = DEFAULT) -> str:
     """Why ``other`` is not the best path (for `show routes --all`)."""
-    r, name = compare(other, best)
+    r, name = compare(other, best, d)
     if r == 0:
         return "equal to best"
     return f"lost on {name}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from rib.attrs import PathAttrs
 from rib.prefix import Afi, IPAddress, PrefixKey
@@ -31,6 +32,7 @@ class Source:
     asn: int  # the peer's ASN (our own for LOCAL)
     router_id: int  # the peer's BGP identifier as an integer (tie-breaker)
     name: str = ""  # neighbor description or "local"
+    rr_client: bool = False  # the peer is our route-reflector client (RFC 4456)
 
     @property
     def peer_str(self) -> str:
@@ -44,11 +46,11 @@ class Path:
     since: float  # time the path was learnt (monotonic seconds, passed in)
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
     """The selected paths of one prefix changed. ``best`` is empty when the prefix is gone.
 
-    ``best[0]`` is the best path; all of ``best`` form the ECMP set.
+    ``best[0]`` is the best path; all of ``best`` form the ECMP set. A named tuple: one is
+    made per route change, and a frozen dataclass costs several times as much to build.
     """
 
     vrf: str

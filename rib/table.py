@@ -1,22 +1,38 @@
-"""Loc-RIB of one VRF and address family: every usable path per prefix and the selection."""
+"""Loc-RIB of one VRF and address family: every usable path per prefix and the selection.
+
+Most prefixes of a full table have one path. Such a prefix is stored as that ``Path`` alone
+(it is its own selection); a ``Dest`` with the path list and the selection exists only where
+there are several paths (or none is usable). ``get`` and ``items`` always hand out a
+``Dest``, so readers never see the difference. This halves the memory per route.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from rib.decision import select
+from rib.decision import DEFAULT, Decision, select
 from rib.prefix import Afi, PrefixKey
 from rib.route import Change, Path, Source
 
 
 class Dest:
-    """All paths for one prefix and the currently selected ones (best first, then ECMP)."""
+    """All paths for one prefix and the currently selected ones (best first, then ECMP).
+
+    Both are tuples (smaller than lists; a prefix has few paths), and ``selected`` is the very
+    ``paths`` object when every path is selected in that order (two equal ECMP paths).
+    """
 
     __slots__ = ("paths", "selected")
 
     def __init__(self) -> None:
-        self.paths: list[Path] = []
+        self.paths: tuple[Path, ...] = ()
         self.selected: tuple[Path, ...] = ()
+
+    @classmethod
+    def single(cls, path: Path) -> Dest:
+        d = cls()
+        d.paths = d.selected = (path,)
+        return d
 
 
 def _same_selection(a: tuple[Path, ...], b: tuple[Path, ...]) -> bool:
@@ -26,61 +42,156 @@ def _same_selection(a: tuple[Path, ...], b: tuple[Path, ...]) -> bool:
 
 
 class LocRib:
-    def __init__(self, vrf: str, afi: Afi, ecmp: int = 8, multipath_relax: bool = False) -> None:
+    def __init__(
+        self, vrf: str, afi: Afi, ecmp: int = 8, multipath_relax: bool = False, decision: Decision = DEFAULT
+    ) -> None:
         self.vrf = vrf
         self.afi = afi
         self.ecmp = ecmp
         self.multipath_relax = multipath_relax
-        self.dests: dict[PrefixKey, Dest] = {}
+        self.decision = decision
+        self.dests: dict[PrefixKey, Path | Dest] = {}
         self.path_count = 0
+        # Path objects are shared by the prefixes of one UPDATE, so the same contest (these
+        # paths, this previous selection) repeats for each of them: decide it once. Keyed by
+        # ids; the value holds the paths themselves so the ids stay theirs while it lives.
+        self._decided: dict[tuple[int, ...], tuple[tuple[Path, ...], tuple[Path, ...]]] = {}
+        self._pairs: dict[tuple[int, int], tuple[Path, Path]] = {}
 
     def __len__(self) -> int:
         return len(self.dests)
 
     def items(self) -> Iterator[tuple[PrefixKey, Dest]]:
-        return iter(self.dests.items())
+        for prefix, d in self.dests.items():
+            yield prefix, d if type(d) is Dest else Dest.single(d)  # type: ignore[arg-type]
 
     def get(self, prefix: PrefixKey) -> Dest | None:
-        return self.dests.get(prefix)
+        d = self.dests.get(prefix)
+        if d is None or type(d) is Dest:
+            return d
+        return Dest.single(d)  # type: ignore[arg-type]
+
+    def _alone(self, path: Path) -> bool:
+        """Whether ``path`` may be stored alone: as the only path it is selected if usable."""
+        d = self.decision
+        return d.resolve is None or d.cost(path) is not None
+
+    def _pair(self, a: Path, b: Path) -> tuple[Path, Path]:
+        """The tuple (a, b), shared by every prefix that gets the same second path (one UPDATE)."""
+        key = (id(a), id(b))
+        pair = self._pairs.get(key)
+        if pair is None:
+            if len(self._pairs) > 50_000:
+                self._pairs.clear()
+            pair = self._pairs[key] = (a, b)  # holds a and b: their ids stay theirs
+        return pair
 
     def update(self, prefix: PrefixKey, path: Path) -> Change | None:
         """Add or replace the path of ``path.source`` for ``prefix``."""
-        dest = self.dests.get(prefix)
-        if dest is None:
-            dest = self.dests[prefix] = Dest()
+        dests = self.dests
+        cur = dests.get(prefix)
+        if cur is None:
+            self.path_count += 1
+            if self._alone(path):
+                dests[prefix] = path
+                return Change(self.vrf, self.afi, prefix, (path,))
+            dest = dests[prefix] = Dest()
+            dest.paths = (path,)
+            return self._reselect(prefix, dest)
+        if type(cur) is Path:
+            if cur.source is path.source:
+                if cur.attrs is path.attrs:
+                    return None  # an identical re-announcement changes nothing
+                if self._alone(path):
+                    dests[prefix] = path
+                    return Change(self.vrf, self.afi, prefix, (path,))
+                dest = dests[prefix] = Dest.single(cur)
+                dest.paths = (path,)
+                return self._reselect(prefix, dest)
+            dest = dests[prefix] = Dest.single(cur)
+            dest.paths = self._pair(cur, path)
+            self.path_count += 1
+            return self._reselect(prefix, dest)
+        dest = cur  # type: ignore[assignment]
         paths = dest.paths
         for i, p in enumerate(paths):
             if p.source is path.source:
                 if p.attrs is path.attrs:
-                    return None  # an identical re-announcement changes nothing
-                paths[i] = path
+                    return None
+                dest.paths = (*paths[:i], path, *paths[i + 1 :])
                 break
         else:
-            paths.append(path)
+            dest.paths = (*paths, path)
             self.path_count += 1
         return self._reselect(prefix, dest)
 
+    def update_many(self, prefixes: list[PrefixKey], path: Path) -> list[Change]:
+        """``update`` for each prefix with the same path (one UPDATE's NLRI), in one call."""
+        dests = self.dests
+        if self.decision.resolve is not None:
+            return [c for c in (self.update(p, path) for p in prefixes) if c is not None]
+        out = []
+        vrf, afi = self.vrf, self.afi
+        for prefix in prefixes:
+            if prefix not in dests:
+                # New prefix (the bulk of a table load): the path alone is the selection.
+                dests[prefix] = path
+                self.path_count += 1
+                out.append(Change(vrf, afi, prefix, (path,)))
+            else:
+                change = self.update(prefix, path)
+                if change is not None:
+                    out.append(change)
+        return out
+
     def withdraw(self, prefix: PrefixKey, source: Source) -> Change | None:
-        dest = self.dests.get(prefix)
-        if dest is None:
+        dests = self.dests
+        cur = dests.get(prefix)
+        if cur is None:
             return None
+        if type(cur) is Path:
+            if cur.source is not source:
+                return None
+            del dests[prefix]
+            self.path_count -= 1
+            return Change(self.vrf, self.afi, prefix, ())
+        dest: Dest = cur  # type: ignore[assignment]
         paths = dest.paths
         for i, p in enumerate(paths):
             if p.source is source:
-                del paths[i]
+                paths = dest.paths = paths[:i] + paths[i + 1 :]
                 self.path_count -= 1
                 break
         else:
             return None
         if not paths:
-            del self.dests[prefix]
+            del dests[prefix]
             dest.selected = ()
             return Change(self.vrf, self.afi, prefix, ())
-        return self._reselect(prefix, dest)
+        change = self._reselect(prefix, dest)
+        if len(paths) == 1 and dest.selected and dest.selected[0] is paths[0]:
+            dests[prefix] = paths[0]  # back to the compact form
+        return change
 
     def _reselect(self, prefix: PrefixKey, dest: Dest) -> Change | None:
         paths = dest.paths
-        new = (paths[0],) if len(paths) == 1 else select(paths, self.ecmp, self.multipath_relax)
+        d = self.decision
+        if len(paths) == 1 and d.resolve is None:
+            new: tuple[Path, ...] = (paths[0],)
+        elif d.resolve is not None:  # the resolver's answers change over time: no memo
+            new = select(paths, self.ecmp, self.multipath_relax, d, dest.selected)
+        else:
+            key = (*map(id, paths), 0, *map(id, dest.selected))
+            hit = self._decided.get(key)
+            if hit is not None:
+                new = hit[1]
+            else:
+                new = select(paths, self.ecmp, self.multipath_relax, d, dest.selected)
+                if len(self._decided) > 50_000:
+                    self._decided.clear()
+                self._decided[key] = ((*paths, *dest.selected), new)
+        if len(new) == len(paths) and all(a is b for a, b in zip(new, paths, strict=True)):
+            new = paths  # one tuple for both
         if _same_selection(new, dest.selected):
             dest.selected = new  # same sources and attrs: keep the newest objects, report nothing
             return None
@@ -88,10 +199,17 @@ class LocRib:
         return Change(self.vrf, self.afi, prefix, new)
 
     def reselect_all(self) -> list[Change]:
-        """Recompute every selection (after an ECMP or multipath setting changed)."""
+        """Recompute every selection (after an ECMP, multipath or IGP/next-hop change).
+
+        O(table): for configuration and IGP events, never per UPDATE.
+        """
+        self._decided.clear()  # decided under the old settings
         changes = []
-        for prefix, dest in self.dests.items():
+        for prefix, cur in list(self.dests.items()):
+            dest = cur if type(cur) is Dest else Dest.single(cur)  # type: ignore[arg-type]
             ch = self._reselect(prefix, dest)
+            if len(dest.paths) > 1 or not dest.selected:
+                self.dests[prefix] = dest
             if ch is not None:
                 changes.append(ch)
         return changes

@@ -24,6 +24,9 @@ class RouterConfig:
     listen: list[str] = field(default_factory=lambda: ["0.0.0.0", "::"])
     port: int = 179
     multipath_relax: bool = False
+    always_compare_med: bool = False  # compare MED between paths from different neighbour ASes
+    prefer_older: bool = False  # RFC 5004: keep the older of two eBGP paths before the router id
+    cluster_id: str | None = None  # route-reflector cluster id (default: router_id)
 
 
 @dataclass(slots=True)
@@ -46,9 +49,28 @@ class KernelConfig:
 
 
 @dataclass(slots=True)
+class MetricsConfig:
+    listen: str | None = None  # "127.0.0.1:9179": serve Prometheus metrics there; None = off
+
+
+DEFAULT_RULE_PRIORITY = 1000  # before the main table's rule (32766), after local (0)
+
+
+@dataclass(frozen=True, slots=True)
+class VrfRule:
+    """One `ip rule` steering traffic into a VRF's table: every selector given must match."""
+
+    priority: int
+    source: str | None = None  # a prefix ("10.10.0.0/16"): also fixes the family
+    iif: str | None = None  # incoming interface name
+    fwmark: int | None = None
+
+
+@dataclass(slots=True)
 class VrfConfig:
     name: str
     table: int
+    rules: list[VrfRule] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -77,6 +99,10 @@ class NeighborConfig:
     graceful_restart: bool = True
     restart_time: int = 120
     add_path: Literal["off", "receive", "send", "both"] = "off"
+    route_reflector_client: bool = False  # RFC 4456: reflect iBGP routes to and from this peer
+    allow_local_as: int = 0  # accept paths carrying our ASN up to this many times (BIRD)
+    enforce_first_as: bool = True  # eBGP: the path must start with the peer's ASN (off: route servers)
+    next_hop_keep: bool = False  # eBGP: announce the next hop unchanged (BIRD's next hop keep)
 
     @property
     def key(self) -> str:
@@ -91,6 +117,7 @@ class NetworkConfig:
     vrf: str = MAIN_VRF
     communities: list[int] = field(default_factory=list)
     med: int | None = None
+    blackhole: bool = False  # also install a kernel blackhole route for the prefix (Calico's blocks)
 
 
 @dataclass(slots=True)
@@ -114,6 +141,7 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     log: LogConfig = field(default_factory=LogConfig)
     kernel: KernelConfig = field(default_factory=KernelConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     vrfs: dict[str, VrfConfig] = field(default_factory=dict)  # always holds "main" -> 254
     neighbors: list[NeighborConfig] = field(default_factory=list)
     networks: list[NetworkConfig] = field(default_factory=list)

@@ -20,19 +20,25 @@ from typing import Any, Literal, cast
 
 from bgpd.config.errors import ConfigError, ConfigIssue
 from bgpd.config.model import (
+    DEFAULT_RULE_PRIORITY,
     MAIN_TABLE,
     MAIN_VRF,
     Config,
     ControlConfig,
     KernelConfig,
     LogConfig,
+    MetricsConfig,
     NeighborConfig,
     NetworkConfig,
     PolicyConfig,
     PolicyTerm,
     RouterConfig,
     VrfConfig,
+    VrfRule,
 )
+from policy.filters import MATCH_KEYS as POLICY_MATCH_KEYS
+from policy.filters import SET_KEYS as POLICY_SET_KEYS
+from policy.filters import check_match, check_set
 from rib.attrs import parse_community
 from rib.prefix import AFI_BY_NAME, Afi, IPAddress, IPNetwork, key_from_network
 
@@ -327,8 +333,36 @@ ROUTER_FIELDS: dict[str, Check] = {
     "listen": list_of(_ip_text, unique=True),
     "port": int_range(1, 65535, "port"),
     "multipath_relax": _bool,
+    "always_compare_med": _bool,
+    "prefer_older": _bool,
+    "cluster_id": _router_id,
 }
 CONTROL_FIELDS: dict[str, Check] = {"socket": _socket_path, "group": _nonempty}
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``127.0.0.1:9179`` or ``[::1]:9179`` -> (address, port). Raises ValueError."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError("expected ADDRESS:PORT")
+    host = host.strip("[]")
+    ipaddress.ip_address(host)
+    p = int(port)
+    if not 0 < p < 65536:
+        raise ValueError(f"port {p} outside 1..65535")
+    return host, p
+
+
+def _hostport(v: object) -> str:
+    text = _nonempty(v)
+    try:
+        parse_listen(text)
+    except ValueError as e:
+        raise _Bad(f'{_describe(v)} is not ADDRESS:PORT (e.g. "127.0.0.1:9179"): {e}') from None
+    return text
+
+
+METRICS_FIELDS: dict[str, Check] = {"listen": _hostport}
 LOG_FIELDS: dict[str, Check] = {"level": one_of("debug", "info", "warning", "error")}
 KERNEL_FIELDS: dict[str, Check] = {
     "enabled": _bool,
@@ -336,7 +370,53 @@ KERNEL_FIELDS: dict[str, Check] = {
     "ecmp": int_range(1, 256),
     "persist": _bool,
 }
-VRF_FIELDS: dict[str, Check] = {"table": int_range(1, U32_MAX, "table")}
+MAX_IFNAME = 15  # IFNAMSIZ less the terminating NUL
+RULE_SELECTORS = ("from", "iif", "fwmark")
+
+
+def _ifname(v: object) -> str:
+    s = _nonempty(v)
+    if len(s) > MAX_IFNAME or "/" in s or any(c.isspace() for c in s) or s in (".", ".."):
+        raise _Bad(f'"{s}" is not a valid interface name (1..{MAX_IFNAME} characters, no "/" or spaces)')
+    return s
+
+
+RULE_FIELDS: dict[str, Check] = {
+    "from": _network,
+    "iif": _ifname,
+    "fwmark": int_range(0, U32_MAX, "fwmark"),
+    # 0 is the kernel's `local` rule, 32766 `main`, 32767 `default`.
+    "priority": int_range(1, 32765, "priority"),
+}
+
+
+def _rule(v: object) -> dict[str, Any]:
+    """One steering rule: a table of selectors (every one given must match) and an optional priority."""
+    if not isinstance(v, dict):
+        raise _Bad(f'expected a table such as {{from = "10.10.0.0/16"}}, got {_describe(v)}')
+    out: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
+    for key, value in v.items():
+        check = RULE_FIELDS.get(key)
+        if check is None:
+            problems.append((f".{key}", f"unknown key (known: {', '.join(RULE_FIELDS)})"))
+            continue
+        try:
+            out[key] = check(value)
+        except _Bad as e:
+            problems.extend((f".{key}{sub}", reason) for sub, reason in e.problems)
+    if not problems and not any(k in out for k in RULE_SELECTORS):
+        problems.append(("", "a rule needs from, iif or fwmark (without one it would take all traffic)"))
+    if problems:
+        raise _Bad(problems=problems)
+    return out
+
+
+VRF_FIELDS: dict[str, Check] = {
+    "table": int_range(1, U32_MAX, "table"),
+    "rules": list_of(_rule, unique=True),
+    "rule_priority": int_range(1, 32765, "rule priority"),
+}
 NEIGHBOR_FIELDS: dict[str, Check] = {
     "address": _peer_ip,
     "asn": int_range(1, U32_MAX, "ASN"),
@@ -359,6 +439,10 @@ NEIGHBOR_FIELDS: dict[str, Check] = {
     "graceful_restart": _bool,
     "restart_time": int_range(0, 4095),  # a 12-bit field in the capability (RFC 4724)
     "add_path": one_of("off", "receive", "send", "both"),
+    "route_reflector_client": _bool,
+    "allow_local_as": int_range(0, 255),
+    "enforce_first_as": _bool,
+    "next_hop_keep": _bool,
 }
 TEMPLATE_FIELDS = {k: v for k, v in NEIGHBOR_FIELDS.items() if k not in ("address", "template")}
 NETWORK_FIELDS: dict[str, Check] = {
@@ -366,20 +450,41 @@ NETWORK_FIELDS: dict[str, Check] = {
     "vrf": _nonempty,
     "communities": list_of(_community_value),
     "med": int_range(0, U32_MAX),
+    "blackhole": _bool,
 }
 TERM_FIELDS = ("match", "action", "set")
-# The policy language proper lives in policy/; these are the keys it understands so far.
+
+
+def _policy_check(check: Callable[[str, object], None], key: str) -> Check:
+    """A check that runs the policy engine's own compiler: config and policy/ never drift apart."""
+
+    def run(v: object) -> object:
+        try:
+            check(key, v)
+        except ValueError as e:
+            raise _Bad(str(e)) from None
+        return v
+
+    return run
+
+
+# The policy language proper lives in policy/ (policy.match, policy.actions): every key it
+# knows is valid here, checked by its compiler; prefix/community keep the friendlier messages.
 MATCH_FIELDS: dict[str, Check] = {
+    **{k: _policy_check(check_match, k) for k in sorted(POLICY_MATCH_KEYS)},
     "prefix": one_or_list(_prefix_match),
-    "community": one_or_list(_community),
+    "community": one_or_list(_policy_check(check_match, "community")),
 }
 SET_FIELDS: dict[str, Check] = {
+    **{k: _policy_check(check_set, k) for k in sorted(POLICY_SET_KEYS)},
     "local_pref": int_range(0, U32_MAX),
     "med": int_range(0, U32_MAX),
     "community_add": one_or_list(_community),
 }
 ACTIONS = ("accept", "reject", "next")
-TOP_LEVEL = ("router", "control", "log", "kernel", "vrf", "template", "neighbor", "network", "policy")
+TOP_LEVEL = (
+    "router", "control", "log", "kernel", "metrics", "vrf", "template", "neighbor", "network", "policy",
+)  # fmt: skip
 # What BIRD/FRR users reach for, mapped to our key, for "did you mean" when spelling is not the problem.
 _HABITS = {
     "remote_as": "asn",
@@ -507,6 +612,9 @@ class _Checker:
             if name == MAIN_VRF:
                 if table != MAIN_TABLE:
                     self.err(tpath, f"the main VRF is always kernel table {MAIN_TABLE} (got {table})")
+                for key in ("rules", "rule_priority"):
+                    if key in vals:
+                        self.err(_join(path, key), "the main VRF is the main table: nothing to steer")
                 continue
             if table in RESERVED_TABLES:
                 self.err(tpath, f"table {table} is reserved by the kernel ({RESERVED_TABLES[table]})")
@@ -515,7 +623,17 @@ class _Checker:
                 self.err(tpath, f"table {table} is already used by vrf '{used[table]}'")
                 continue
             used[table] = name
-            vrfs[name] = VrfConfig(name, table)
+            priority = vals.get("rule_priority", DEFAULT_RULE_PRIORITY)
+            rules = [
+                VrfRule(
+                    r.get("priority", priority),
+                    str(r["from"]) if "from" in r else None,
+                    r.get("iif"),
+                    r.get("fwmark"),
+                )
+                for r in vals.get("rules", [])
+            ]
+            vrfs[name] = VrfConfig(name, table, rules)
         return vrfs, names
 
     def policies(self, doc: dict[str, Any]) -> tuple[dict[str, PolicyConfig], set[str]]:
@@ -694,6 +812,7 @@ class _Checker:
                     vrf=vrf,
                     communities=vals.get("communities", []),
                     med=vals.get("med"),
+                    blackhole=vals.get("blackhole", False),
                 )
             )
         return out
@@ -718,6 +837,7 @@ class _Checker:
         control = self.section(doc, "control", CONTROL_FIELDS)
         log = self.section(doc, "log", LOG_FIELDS)
         kernel = self.section(doc, "kernel", KERNEL_FIELDS)
+        metrics = self.section(doc, "metrics", METRICS_FIELDS)
         vrfs, vrf_names = self.vrfs(doc)
         policies, policy_names = self.policies(doc)
         templates = self.templates(doc, vrf_names, policy_names)
@@ -731,6 +851,7 @@ class _Checker:
             control=ControlConfig(**control),
             log=LogConfig(**log),
             kernel=KernelConfig(**kernel),
+            metrics=MetricsConfig(**metrics),
             vrfs=vrfs,
             neighbors=neighbors,
             networks=networks,

@@ -55,6 +55,14 @@ ATTR_NAMES: dict[int, str] = {
     AS4_PATH: "AS4_PATH",
     AS4_AGGREGATOR: "AS4_AGGREGATOR",
     LARGE_COMMUNITY: "LARGE_COMMUNITY",
+    22: "PMSI_TUNNEL",
+    23: "TUNNEL_ENCAPSULATION",
+    25: "IPV6_EXT_COMMUNITIES",
+    26: "AIGP",
+    29: "BGP-LS",
+    35: "OTC",
+    40: "PREFIX_SID",
+    128: "ATTR_SET",
 }
 
 
@@ -93,6 +101,21 @@ for _code, _flags in {
     _expected[_code] = _flags
 _expected[MP_REACH_NLRI] = _expected[MP_UNREACH_NLRI] = SEPARATE_FLAGS
 EXPECTED_FLAGS: Final = bytes(_expected)
+
+# IANA-assigned optional attributes we carry but do not interpret: (Optional, Transitive) bits
+# they must have. With those they are passed on (transitive, Partial set) or dropped
+# (non-transitive) like any unknown attribute; with other flags they are corrupted and are
+# discarded rather than reset the session or leak onwards.
+UNINTERPRETED_FLAGS: Final[dict[int, int]] = {
+    22: OPT_TRANSITIVE,  # PMSI_TUNNEL (RFC 6514)
+    23: OPT_TRANSITIVE,  # TUNNEL_ENCAPSULATION (RFC 9012)
+    25: OPT_TRANSITIVE,  # IPv6 Address Specific Extended Community (RFC 5701)
+    26: OPT_NON_TRANSITIVE,  # AIGP (RFC 7311)
+    29: OPT_NON_TRANSITIVE,  # BGP-LS Attribute (RFC 9552)
+    35: OPT_TRANSITIVE,  # Only to Customer (RFC 9234)
+    40: OPT_TRANSITIVE,  # BGP Prefix-SID (RFC 8669)
+    128: OPT_TRANSITIVE,  # ATTR_SET (RFC 6368)
+}
 
 
 # --- next hop objects ---------------------------------------------------------------------------

@@ -17,7 +17,9 @@ _LEN_RULES: dict[int, tuple[int, int | None]] = {
     MsgType.UPDATE: (23, None),
     MsgType.NOTIFICATION: (21, None),
     MsgType.KEEPALIVE: (19, 19),
-    MsgType.ROUTE_REFRESH: (23, 23),
+    # Any length reaches the decoder: RFC 7313 5 answers a bad one with ROUTE-REFRESH Message
+    # Error / Invalid Message Length carrying the whole message, not a header error.
+    MsgType.ROUTE_REFRESH: (HEADER_LEN, None),
 }
 
 

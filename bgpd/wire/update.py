@@ -26,8 +26,9 @@ Every repair is described in ``Update.errors``.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 
 from bgpd.wire.attrs import (
     AGGREGATOR,
@@ -53,6 +54,7 @@ from bgpd.wire.attrs import (
     PARTIAL,
     SEPARATE_FLAGS,
     TRANSITIVE,
+    UNINTERPRETED_FLAGS,
     UNKNOWN_FLAGS,
     HashedIPv4Address,
     HashedIPv6Address,
@@ -84,6 +86,26 @@ _STEP4 = tuple(1 + ((p + 7) >> 3) if p <= 32 else 1 << 20 for p in range(256))
 _STEP6 = tuple(1 + ((p + 7) >> 3) if p <= 128 else 1 << 20 for p in range(256))
 
 _CONFED = (SegType.AS_CONFED_SEQUENCE, SegType.AS_CONFED_SET)
+
+
+def _attrs_constructor() -> Callable[..., PathAttrs]:
+    """A positional PathAttrs constructor about twice as fast as the dataclass one.
+
+    A frozen dataclass assigns each of its 14 fields through ``object.__setattr__``; writing
+    the slots through their descriptors gives the same (equal, equally hashed) object. This
+    is the largest single cost of decoding a new attribute set, so it is worth the exec.
+    """
+    names = [f.name for f in dataclass_fields(PathAttrs)]
+    if tuple(names) != PathAttrs.__slots__:  # a layout we do not know: use the real one
+        return PathAttrs
+    ns: dict[str, object] = {"_new": object.__new__, "_cls": PathAttrs}
+    ns.update({f"_set_{n}": getattr(PathAttrs, n).__set__ for n in names})
+    body = "".join(f"    _set_{n}(o, {n})\n" for n in names)
+    exec(f"def new_attrs({', '.join(names)}):\n    o = _new(_cls)\n{body}    return o\n", ns)
+    return ns["new_attrs"]  # type: ignore[return-value]
+
+
+_new_attrs = _attrs_constructor()
 
 # Any error in MP_REACH_NLRI/MP_UNREACH_NLRI resets the session (RFC 7606 7.11: we do not
 # implement AFI/SAFI disable) with Malformed Attribute List; the reason says what was wrong.
@@ -122,6 +144,26 @@ def parse_nlri(data: bytes, pos: int, end: int, afi: Afi) -> list[PrefixKey]:
     if pos != end:
         raise _nlri_error(data, start, end, afi)
     return out
+
+
+def parse_nlri_path_ids(data: bytes, pos: int, end: int, afi: Afi) -> tuple[list[PrefixKey], list[int]]:
+    """RFC 7911 3: NLRI where each prefix follows a 4-byte path identifier."""
+    keys: list[PrefixKey] = []
+    ids: list[int] = []
+    max_plen = afi.max_plen
+    while pos < end:
+        if end - pos < 5:
+            raise _reset(UpdateSub.INVALID_NETWORK_FIELD, f"{afi.name_lower} ADD-PATH NLRI truncated")
+        plen = data[pos + 4]
+        if plen > max_plen:
+            raise _reset(UpdateSub.INVALID_NETWORK_FIELD, f"prefix length {plen} in {afi.name_lower} NLRI")
+        nxt = pos + 5 + ((plen + 7) >> 3)
+        if nxt > end:
+            raise _reset(UpdateSub.INVALID_NETWORK_FIELD, f"{afi.name_lower} prefix overruns the NLRI field")
+        ids.append(_U32_FROM(data, pos)[0])
+        keys.append(make_key(plen, data[pos + 5 : nxt]))
+        pos = nxt
+    return keys, ids
 
 
 def _nlri_error(data: bytes, pos: int, end: int, afi: Afi) -> BgpError:
@@ -222,11 +264,35 @@ class _Reach:
 class UpdateDecoder:
     """Decode UPDATE bodies for one session (the capabilities fix the AS width)."""
 
-    __slots__ = ("_addrs", "_cache", "_mp_cache", "cache_size", "ebgp", "four_octet", "local_asn")
+    __slots__ = (
+        "_addrs",
+        "_cache",
+        "_mp_cache",
+        "add_path_rx",
+        "cache_size",
+        "ebgp",
+        "families",
+        "four_octet",
+        "local_asn",
+    )
 
-    def __init__(self, four_octet: bool, ebgp: bool, local_asn: int = 0, cache_size: int = 200_000) -> None:
+    def __init__(
+        self,
+        four_octet: bool,
+        ebgp: bool,
+        local_asn: int = 0,
+        cache_size: int = 200_000,
+        *,
+        families: Iterable[int] | None = None,
+        add_path_rx: Iterable[int] = (),
+    ) -> None:
         self.four_octet = four_octet
         self.ebgp = ebgp
+        # AFIs negotiated for unicast; MP_REACH/MP_UNREACH of any other family are ignored
+        # (logged). None: accept IPv4 and IPv6.
+        self.families: frozenset[int] | None = None if families is None else frozenset(families)
+        # AFIs whose NLRI carry RFC 7911 path identifiers (ADD-PATH receive negotiated).
+        self.add_path_rx: frozenset[int] = frozenset(add_path_rx)
         # Kept for the session's use; AS-loop and peer-AS checks are policy, not decoding.
         self.local_asn = local_asn
         self.cache_size = cache_size
@@ -240,6 +306,21 @@ class UpdateDecoder:
     def clear_cache(self) -> None:
         self._cache.clear()
         self._mp_cache.clear()
+
+    def _nlri(
+        self, upd: Update, data: bytes, pos: int, end: int, afi: Afi, announce: bool
+    ) -> list[PrefixKey]:
+        """NLRI keys of one group; with ADD-PATH negotiated at all, also its path-id list."""
+        if not self.add_path_rx:
+            return parse_nlri(data, pos, end, afi)
+        ids: list[int] | None = None
+        if afi in self.add_path_rx:
+            keys, ids = parse_nlri_path_ids(data, pos, end, afi)
+        else:
+            keys = parse_nlri(data, pos, end, afi)
+        if keys:
+            (upd.announce_path_ids if announce else upd.withdraw_path_ids).append(ids)
+        return keys
 
     # --- entry point ---------------------------------------------------------------------------
 
@@ -259,12 +340,12 @@ class UpdateDecoder:
             )
         upd = Update()
         if wlen:
-            upd.withdraw.append((_IPV4, parse_nlri(body, 2, apos, _IPV4)))
+            upd.withdraw.append((_IPV4, self._nlri(upd, body, 2, apos, _IPV4, False)))
         if not alen:
             if npos < end:
                 # NLRI without any attribute: all mandatory ones are missing.
-                upd.withdraw.append((_IPV4, parse_nlri(body, npos, end, _IPV4)))
-                upd.errors.append("NLRI without path attributes: treat-as-withdraw")
+                upd.withdraw.append((_IPV4, self._nlri(upd, body, npos, end, _IPV4, False)))
+                upd.errors.append(_bad("NLRI without path attributes: treat-as-withdraw", body, npos, end))
             elif not wlen:
                 upd.end_of_rib = _IPV4
             return upd
@@ -288,13 +369,18 @@ class UpdateDecoder:
         if d.errors:
             upd.errors.extend(d.errors)
         if npos < end:
-            keys = parse_nlri(body, npos, end, _IPV4)
             attrs = d.attrs
-            if attrs is not None and not d.missing_v4:
-                upd.announce.append((_IPV4, attrs, keys))
+            ok = attrs is not None and not d.missing_v4
+            keys = (
+                parse_nlri(body, npos, end, _IPV4)
+                if not self.add_path_rx
+                else self._nlri(upd, body, npos, end, _IPV4, ok)
+            )
+            if ok:
+                upd.announce.append((_IPV4, attrs, keys))  # type: ignore[arg-type]
             else:
                 if d.missing_v4:
-                    upd.errors.append(f"missing {d.missing_v4}: treat-as-withdraw")
+                    upd.errors.append(_bad(f"missing {d.missing_v4}: treat-as-withdraw", raw, 0, len(raw)))
                 upd.withdraw.append((_IPV4, keys))
         return upd
 
@@ -343,18 +429,34 @@ class UpdateDecoder:
             upos, uend = unreach
             afi = (raw[upos] << 8) | raw[upos + 1]
             safi = raw[upos + 2]
-            if safi == Safi.UNICAST and afi in (_IPV4, _IPV6):
+            if (
+                safi == Safi.UNICAST
+                and afi in (_IPV4, _IPV6)
+                and (self.families is None or afi in self.families)
+            ):
                 fam = Afi(afi)
-                keys = parse_nlri(raw, upos + 3, uend, fam)
+                keys = self._nlri(upd, raw, upos + 3, uend, fam, False)
                 if keys:
                     upd.withdraw.append((fam, keys))
                 elif n_attrs == 1 and not has_v4_nlri and not upd.withdraw:
                     # RFC 4724 2: an UPDATE holding only an empty MP_UNREACH_NLRI.
                     upd.end_of_rib = fam
             else:
-                upd.errors.append(f"MP_UNREACH_NLRI for AFI {afi} SAFI {safi} ignored")
+                upd.errors.append(
+                    _bad(
+                        f"MP_UNREACH_NLRI for AFI {afi} SAFI {safi} ignored (family not negotiated)",
+                        raw,
+                        upos,
+                        uend,
+                    )
+                )
 
-        known = reach is not None and reach.safi == Safi.UNICAST and reach.afi in (_IPV4, _IPV6)
+        known = (
+            reach is not None
+            and reach.safi == Safi.UNICAST
+            and reach.afi in (_IPV4, _IPV6)
+            and (self.families is None or reach.afi in self.families)
+        )
         mp_nh = reach.next_hop if reach is not None and known else None
         key = (
             b"".join(rest),
@@ -372,16 +474,26 @@ class UpdateDecoder:
         if reach is not None:
             if known:
                 fam = Afi(reach.afi)
-                keys = parse_nlri(raw, reach.nlri_pos, reach.end, fam)
+                keys = self._nlri(upd, raw, reach.nlri_pos, reach.end, fam, d.mp_attrs is not None)
                 if keys:
                     if d.mp_attrs is not None:
                         upd.announce.append((fam, d.mp_attrs, keys))
                     else:
                         if d.missing_mp:
-                            upd.errors.append(f"missing {d.missing_mp}: treat-as-withdraw")
+                            upd.errors.append(
+                                _bad(f"missing {d.missing_mp}: treat-as-withdraw", raw, 0, len(raw))
+                            )
                         upd.withdraw.append((fam, keys))
             else:
-                upd.errors.append(f"MP_REACH_NLRI for AFI {reach.afi} SAFI {reach.safi} ignored")
+                upd.errors.append(
+                    _bad(
+                        f"MP_REACH_NLRI for AFI {reach.afi} SAFI {reach.safi} ignored"
+                        " (family not negotiated)",
+                        raw,
+                        reach.nlri_pos,
+                        reach.end,
+                    )
+                )
         return d
 
     def _reach_header(self, raw: bytes, pos: int, end: int) -> _Reach:
@@ -456,11 +568,15 @@ class UpdateDecoder:
         path: AsPath | str
         errors: list[str] = []
         withdraw = False  # treat-as-withdraw
+        # A bad NEXT_HOP only matters to IPv4 NLRI in the NLRI field: RFC 4760 3 has it ignored
+        # when an UPDATE carries MP_REACH_NLRI alone.
+        nh_bad = False
         overrun = False
         seen: set[int] = set()
-        pos = 0
+        astart = pos = 0
         end = len(raw)
         while pos < end:
+            astart = pos  # for the hex excerpt of an offending attribute
             flags = raw[pos]
             if flags & 0x10:
                 if end - pos < 4:
@@ -488,10 +604,24 @@ class UpdateDecoder:
                         continue
                     return None
                 if code in seen:
-                    errors.append(f"repeated {attr_name(code)} discarded")
+                    errors.append(_bad(f"repeated {attr_name(code)} discarded", raw, astart, pos))
                     continue
                 seen.add(code)
                 if want == UNKNOWN_FLAGS:
+                    spec = UNINTERPRETED_FLAGS.get(code)
+                    if spec is not None and flags & 0xC0 != spec:
+                        # An assigned optional attribute we do not act on, with corrupted
+                        # flags (the 2023 BGP-LS type 29 incident): drop it, never reset and
+                        # never pass the corruption on (RFC 7606 3.c, RFC 9552 8.2.2).
+                        errors.append(
+                            _bad(
+                                f"{attr_name(code)} flags 0x{flags:02x}: attribute discarded",
+                                raw,
+                                astart,
+                                pos,
+                            )
+                        )
+                        continue
                     if not flags & OPTIONAL:
                         raise _reset(
                             UpdateSub.UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE,
@@ -504,22 +634,26 @@ class UpdateDecoder:
                             unknown = []
                         unknown.append(((flags | PARTIAL) & 0xE0, code, raw[vpos:pos]))
                 elif code in (AS4_PATH, AS4_AGGREGATOR):
-                    errors.append(f"{attr_name(code)} flags 0x{flags:02x}: attribute discarded")
+                    errors.append(
+                        _bad(f"{attr_name(code)} flags 0x{flags:02x}: attribute discarded", raw, astart, pos)
+                    )
                 else:
-                    errors.append(f"{attr_name(code)} flags 0x{flags:02x}: treat-as-withdraw")
+                    errors.append(
+                        _bad(f"{attr_name(code)} flags 0x{flags:02x}: treat-as-withdraw", raw, astart, pos)
+                    )
                     withdraw = True
                 continue
             if code in seen:
-                errors.append(f"repeated {attr_name(code)} discarded")
+                errors.append(_bad(f"repeated {attr_name(code)} discarded", raw, astart, pos))
                 continue
             seen.add(code)
 
             if code == ORIGIN:
                 if ln != 1:
-                    errors.append(f"ORIGIN length {ln}: treat-as-withdraw")
+                    errors.append(_bad(f"ORIGIN length {ln}: treat-as-withdraw", raw, astart, pos))
                     withdraw = True
                 elif raw[vpos] > 2:
-                    errors.append(f"ORIGIN value {raw[vpos]}: treat-as-withdraw")
+                    errors.append(_bad(f"ORIGIN value {raw[vpos]}: treat-as-withdraw", raw, astart, pos))
                     withdraw = True
                 else:
                     origin = raw[vpos]
@@ -531,30 +665,35 @@ class UpdateDecoder:
                 else:
                     path = _as_path(raw, vpos, pos, four_octet, not ebgp)
                 if isinstance(path, str):
-                    errors.append(f"AS_PATH {path}: treat-as-withdraw")
+                    errors.append(_bad(f"AS_PATH {path}: treat-as-withdraw", raw, astart, pos))
                     withdraw = True
                 else:
                     as_path = path
             elif code == NEXT_HOP:
                 if ln != 4:
-                    errors.append(f"NEXT_HOP length {ln}: treat-as-withdraw")
-                    withdraw = True
+                    errors.append(_bad(f"NEXT_HOP length {ln}: treat-as-withdraw", raw, astart, pos))
+                    nh_bad = True
                 elif not _v4_host_ok(raw[vpos]):
                     errors.append(
-                        f"NEXT_HOP {ipv4_str(raw[vpos:pos])} is not a host address: treat-as-withdraw"
+                        _bad(
+                            f"NEXT_HOP {ipv4_str(raw[vpos:pos])} is not a host address: treat-as-withdraw",
+                            raw,
+                            astart,
+                            pos,
+                        )
                     )
-                    withdraw = True
+                    nh_bad = True
                 else:
                     next_hop = addrs.get(raw[vpos:pos]) or self._addr(raw[vpos:pos])
             elif code == MED:
                 if ln != 4:
-                    errors.append(f"MULTI_EXIT_DISC length {ln}: treat-as-withdraw")
+                    errors.append(_bad(f"MULTI_EXIT_DISC length {ln}: treat-as-withdraw", raw, astart, pos))
                     withdraw = True
                 else:
                     med = _U32_FROM(raw, vpos)[0]
             elif code == COMMUNITIES:
                 if ln & 3 or not ln:
-                    errors.append(f"COMMUNITIES length {ln}: treat-as-withdraw")
+                    errors.append(_bad(f"COMMUNITIES length {ln}: treat-as-withdraw", raw, astart, pos))
                     withdraw = True
                 else:
                     n = ln >> 2
@@ -565,85 +704,97 @@ class UpdateDecoder:
                     )
             elif code == LOCAL_PREF:
                 if ebgp:
-                    errors.append("LOCAL_PREF from an eBGP peer discarded")
+                    errors.append(_bad("LOCAL_PREF from an eBGP peer discarded", raw, astart, pos))
                 elif ln != 4:
-                    errors.append(f"LOCAL_PREF length {ln}: treat-as-withdraw")
+                    errors.append(_bad(f"LOCAL_PREF length {ln}: treat-as-withdraw", raw, astart, pos))
                     withdraw = True
                 else:
                     local_pref = _U32_FROM(raw, vpos)[0]
             elif code == LARGE_COMMUNITY:
                 if not ln or ln % 12:
-                    errors.append(f"LARGE_COMMUNITY length {ln}: treat-as-withdraw")
+                    errors.append(_bad(f"LARGE_COMMUNITY length {ln}: treat-as-withdraw", raw, astart, pos))
                     withdraw = True
                 else:
                     large = tuple(_LARGE.iter_unpack(raw[vpos:pos]))
             elif code == EXT_COMMUNITIES:
                 if not ln or ln & 7:
-                    errors.append(f"EXTENDED_COMMUNITIES length {ln}: treat-as-withdraw")
+                    errors.append(
+                        _bad(f"EXTENDED_COMMUNITIES length {ln}: treat-as-withdraw", raw, astart, pos)
+                    )
                     withdraw = True
                 else:
                     ext = tuple(raw[i : i + 8] for i in range(vpos, pos, 8))
             elif code == ATOMIC_AGGREGATE:
                 if ln:
-                    errors.append(f"ATOMIC_AGGREGATE length {ln}: attribute discarded")
+                    errors.append(
+                        _bad(f"ATOMIC_AGGREGATE length {ln}: attribute discarded", raw, astart, pos)
+                    )
                 else:
                     atomic = True
             elif code == AGGREGATOR:
                 if ln != (8 if four_octet else 6):
-                    errors.append(f"AGGREGATOR length {ln}: attribute discarded")
+                    errors.append(_bad(f"AGGREGATOR length {ln}: attribute discarded", raw, astart, pos))
                 else:
                     asn, ip = (_AGGR4 if four_octet else _AGGR2).unpack_from(raw, vpos)
                     if asn == 0:
-                        errors.append("AGGREGATOR with AS 0 (RFC 7607): attribute discarded")
+                        errors.append(
+                            _bad("AGGREGATOR with AS 0 (RFC 7607): attribute discarded", raw, astart, pos)
+                        )
                     else:
                         aggregator = (asn, ipv4_str(ip))
             elif code == ORIGINATOR_ID:
                 if ebgp:
-                    errors.append("ORIGINATOR_ID from an eBGP peer discarded")
+                    errors.append(_bad("ORIGINATOR_ID from an eBGP peer discarded", raw, astart, pos))
                 elif ln != 4:
-                    errors.append(f"ORIGINATOR_ID length {ln}: treat-as-withdraw")
+                    errors.append(_bad(f"ORIGINATOR_ID length {ln}: treat-as-withdraw", raw, astart, pos))
                     withdraw = True
                 else:
                     originator = ipv4_str(raw[vpos:pos])
             elif code == CLUSTER_LIST:
                 if ebgp:
-                    errors.append("CLUSTER_LIST from an eBGP peer discarded")
+                    errors.append(_bad("CLUSTER_LIST from an eBGP peer discarded", raw, astart, pos))
                 elif not ln or ln & 3:
-                    errors.append(f"CLUSTER_LIST length {ln}: treat-as-withdraw")
+                    errors.append(_bad(f"CLUSTER_LIST length {ln}: treat-as-withdraw", raw, astart, pos))
                     withdraw = True
                 else:
                     clusters = tuple(ipv4_str(raw[i : i + 4]) for i in range(vpos, pos, 4))
             elif code == AS4_PATH:
                 if four_octet:
                     # RFC 6793 4.1: a NEW speaker ignores AS4_PATH from a NEW speaker.
-                    errors.append("AS4_PATH from a 4-octet AS peer discarded")
+                    errors.append(_bad("AS4_PATH from a 4-octet AS peer discarded", raw, astart, pos))
                 else:
                     # RFC 6793 6: confederation segments make AS4_PATH malformed.
                     path = _as_path(raw, vpos, pos, True, False)
                     if isinstance(path, str):
-                        errors.append(f"AS4_PATH {path}: attribute discarded")
+                        errors.append(_bad(f"AS4_PATH {path}: attribute discarded", raw, astart, pos))
                     else:
                         as4_path = path
             elif code == AS4_AGGREGATOR:
                 if four_octet:
-                    errors.append("AS4_AGGREGATOR from a 4-octet AS peer discarded")
+                    errors.append(_bad("AS4_AGGREGATOR from a 4-octet AS peer discarded", raw, astart, pos))
                 elif ln != 8:
-                    errors.append(f"AS4_AGGREGATOR length {ln}: attribute discarded")
+                    errors.append(_bad(f"AS4_AGGREGATOR length {ln}: attribute discarded", raw, astart, pos))
                 else:
                     asn, ip = _AGGR4.unpack_from(raw, vpos)
                     if asn == 0:
-                        errors.append("AS4_AGGREGATOR with AS 0 (RFC 7607): attribute discarded")
+                        errors.append(
+                            _bad("AS4_AGGREGATOR with AS 0 (RFC 7607): attribute discarded", raw, astart, pos)
+                        )
                     else:
                         as4_aggregator = (asn, ipv4_str(ip))
 
+        if nh_bad and not mp_ok:
+            withdraw = True
         if overrun:
-            errors.append("attribute overruns the attribute block: treat-as-withdraw")
+            errors.append(_bad("attribute overruns the attribute block: treat-as-withdraw", raw, astart, pos))
             withdraw = True
         if not four_octet and (as4_path is not None or as4_aggregator is not None):
             # RFC 6793 4.2.3: if AGGREGATOR is there but not AS_TRANS, the AS4_* are stale.
             if aggregator is not None and aggregator[0] != AS_TRANS:
                 if as4_path is not None or as4_aggregator is not None:
-                    errors.append("AS4_PATH/AS4_AGGREGATOR ignored: AGGREGATOR is not AS_TRANS")
+                    errors.append(
+                        _bad("AS4_PATH/AS4_AGGREGATOR ignored: AGGREGATOR is not AS_TRANS", raw, 0, end)
+                    )
             else:
                 if as4_aggregator is not None and aggregator is not None:
                     aggregator = as4_aggregator
@@ -669,7 +820,7 @@ class UpdateDecoder:
         attrs = mp_attrs = None
         if next_hop is not None or not mp_ok:
             attrs = intern(
-                PathAttrs(
+                _new_attrs(
                     origin, as_path, next_hop, None, med, local_pref, atomic, aggregator,
                     communities, ext, large, originator, clusters, unknown_t,
                 )
@@ -678,14 +829,31 @@ class UpdateDecoder:
             if self._mp_nh_ok(mp_nh):
                 nh, ll = self._mp_next_hop(mp_nh)
                 mp_attrs = intern(
-                    PathAttrs(
+                    _new_attrs(
                         origin, as_path, nh, ll, med, local_pref, atomic, aggregator,
                         communities, ext, large, originator, clusters, unknown_t,
                     )
                 )  # fmt: skip
             else:
-                errors.append("MP_REACH_NLRI next hop is not a unicast address: treat-as-withdraw")
+                errors.append(
+                    _bad(
+                        "MP_REACH_NLRI next hop is not a unicast address: treat-as-withdraw",
+                        mp_nh,
+                        0,
+                        len(mp_nh),
+                    )
+                )
         return _Decoded(attrs, mp_attrs, tuple(errors) if errors else (), missing_v4, missing_mp, overrun)
+
+
+_EXCERPT = 32  # bytes of hex shown for an offending attribute
+
+
+def _bad(case: str, raw: bytes, start: int, end: int) -> str:
+    """An ``Update.errors`` entry: the case, then a hex excerpt of the offending bytes."""
+    chunk = raw[start : min(end, len(raw))]
+    more = "..." if len(chunk) > _EXCERPT else ""
+    return f"{case} [hex {chunk[:_EXCERPT].hex()}{more}]"
 
 
 def _v4_host_ok(first_octet: int) -> bool:
@@ -719,6 +887,14 @@ def _nlri_chunks(prefixes: Iterable[PrefixKey], room: int) -> list[bytes]:
     return out
 
 
+def _with_path_ids(prefixes: Iterable[PrefixKey], path_ids: Iterable[int] | None) -> list[bytes]:
+    """RFC 7911 3: each NLRI entry preceded by its 4-byte path identifier."""
+    if path_ids is None:
+        return [_DEFAULT_PATH_ID + p for p in prefixes]
+    return [pid.to_bytes(4, "big") + p for pid, p in zip(path_ids, prefixes, strict=True)]
+
+
+_DEFAULT_PATH_ID = (1).to_bytes(4, "big")
 _MARKER = b"\xff" * 16
 _UPDATE_TYPE = bytes((MsgType.UPDATE,))
 
@@ -726,11 +902,21 @@ _UPDATE_TYPE = bytes((MsgType.UPDATE,))
 class UpdateEncoder:
     """Build UPDATE messages for one session, as many NLRI per message as fit."""
 
-    __slots__ = ("_mp_cache", "_v4_cache", "cache_size", "four_octet", "max_len")
+    __slots__ = ("_mp_cache", "_v4_cache", "add_path_tx", "cache_size", "four_octet", "max_len")
 
-    def __init__(self, four_octet: bool, max_len: int = MAX_MESSAGE_LEN, cache_size: int = 100_000) -> None:
+    def __init__(
+        self,
+        four_octet: bool,
+        max_len: int = MAX_MESSAGE_LEN,
+        cache_size: int = 100_000,
+        *,
+        add_path_tx: Iterable[int] = (),
+    ) -> None:
         self.four_octet = four_octet
+        # 65535 once both sides advertised extended messages (RFC 8654).
         self.max_len = max_len
+        # AFIs whose NLRI we send with RFC 7911 path identifiers (ADD-PATH send negotiated).
+        self.add_path_tx: frozenset[int] = frozenset(add_path_tx)
         self.cache_size = cache_size
         # Keyed by id(attrs) because hashing a PathAttrs costs more than the rest of a cache
         # hit; each value holds ``attrs`` itself, so its id cannot be reused while cached.
@@ -740,9 +926,21 @@ class UpdateEncoder:
         # MP: id -> (attrs, attribute block without NEXT_HOP and MP attributes).
         self._mp_cache: dict[int, tuple[PathAttrs, bytes]] = {}
 
-    def announce(self, afi: Afi, attrs: PathAttrs, prefixes: Iterable[PrefixKey]) -> list[bytes]:
+    def announce(
+        self,
+        afi: Afi,
+        attrs: PathAttrs,
+        prefixes: Iterable[PrefixKey],
+        path_ids: Iterable[int] | None = None,
+    ) -> list[bytes]:
         """UPDATEs announcing ``prefixes`` with ``attrs``: IPv4 with an IPv4 next hop in the NLRI
-        field, anything else (IPv6, or IPv4 over an IPv6 next hop, RFC 8950) in MP_REACH_NLRI."""
+        field, anything else (IPv6, or IPv4 over an IPv6 next hop, RFC 8950) in MP_REACH_NLRI.
+
+        With ADD-PATH send negotiated for ``afi``, ``path_ids`` (parallel to ``prefixes``;
+        default: path id 1 for all) are written in front of each prefix.
+        """
+        if self.add_path_tx and afi in self.add_path_tx:
+            prefixes = _with_path_ids(prefixes, path_ids)
         if afi == _IPV4:
             hit = self._v4_cache.get(id(attrs))
             if hit is None or hit[0] is not attrs:
@@ -814,7 +1012,11 @@ class UpdateEncoder:
             out.append(encode_message(MsgType.UPDATE, body))
         return out
 
-    def withdraw(self, afi: Afi, prefixes: Iterable[PrefixKey]) -> list[bytes]:
+    def withdraw(
+        self, afi: Afi, prefixes: Iterable[PrefixKey], path_ids: Iterable[int] | None = None
+    ) -> list[bytes]:
+        if self.add_path_tx and afi in self.add_path_tx:
+            prefixes = _with_path_ids(prefixes, path_ids)
         out: list[bytes] = []
         if afi == _IPV4:
             for nlri in _nlri_chunks(prefixes, self.max_len - HEADER_LEN - 4):

@@ -301,3 +301,26 @@ def test_message() -> None:
 )
 def test_durations(seconds: float | None, text: str) -> None:
     assert fmt_duration(seconds) == text
+
+
+def test_neighbor_details_nest_mappings_like_birdc() -> None:
+    n = {
+        "address": "10.92.0.2",
+        "asn": 65000,
+        "vrf": "main",
+        "state": "Established",
+        "uptime_s": 5,
+        "received": 1,
+        "accepted": 1,
+        "advertised": 1,
+        "last_error": None,
+        "negotiated": {"hold_time": 9, "capabilities": {"extended_message": True, "hostname": "dc"}},
+    }
+    lines = render("neighbors", {"neighbors": [n]}, detail=True).splitlines()
+    assert lines[-5:] == [
+        "  Negotiated:",
+        "    hold time:        9",
+        "    capabilities:",
+        "      extended message: yes",
+        "      hostname:         dc",
+    ]

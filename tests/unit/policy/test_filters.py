@@ -132,7 +132,10 @@ def test_accept_all_and_reject_all() -> None:
     assert REJECT_ALL.apply(afi, key, BASE, SRC) is None
     assert (ACCEPT_ALL.name, REJECT_ALL.name) == ("all", "none")
     assert not ACCEPT_ALL.per_prefix and not REJECT_ALL.per_prefix
-    assert Policy("p", []).per_prefix
+    # Only prefix matches make a policy depend on the prefix (else results are cached per attrs).
+    assert not Policy("p", []).per_prefix
+    assert Policy("p", [compile_term({"prefix": "10.0.0.0/8"}, "accept", {})]).per_prefix
+    assert not Policy("p", [compile_term({"community": "1:1", "family": "ipv4"}, "accept", {})]).per_prefix
 
 
 def test_first_matching_term_decides() -> None:
@@ -217,10 +220,10 @@ def test_set_actions() -> None:
 def test_community_match_any_of() -> None:
     t = compile_term({"community": ["65000:1", "65000:2"]}, "accept", {})
     afi, key = parse_prefix("10.0.0.0/8")
-    assert t.matches(afi, key, BASE.with_(communities=(parse_community("65000:2"),)))
-    assert t.matches(afi, key, BASE.with_(communities=(5, parse_community("65000:1"))))
-    assert not t.matches(afi, key, BASE)
-    assert not t.matches(afi, key, BASE.with_(communities=()))
+    assert t.matches(afi, key, BASE.with_(communities=(parse_community("65000:2"),)), SRC)
+    assert t.matches(afi, key, BASE.with_(communities=(5, parse_community("65000:1"))), SRC)
+    assert not t.matches(afi, key, BASE, SRC)
+    assert not t.matches(afi, key, BASE.with_(communities=()), SRC)
 
 
 def test_prefix_and_community_must_both_match() -> None:
@@ -228,16 +231,16 @@ def test_prefix_and_community_must_both_match() -> None:
     tagged = BASE.with_(communities=(parse_community("65000:1"),))
     a10, k10 = parse_prefix("10.1.0.0/16")
     a192, k192 = parse_prefix("192.0.2.0/24")
-    assert t.matches(a10, k10, tagged)
-    assert not t.matches(a10, k10, BASE)
-    assert not t.matches(a192, k192, tagged)
+    assert t.matches(a10, k10, tagged, SRC)
+    assert not t.matches(a10, k10, BASE, SRC)
+    assert not t.matches(a192, k192, tagged, SRC)
 
 
 def test_empty_match_matches_everything() -> None:
     t = compile_term({}, "accept", {})
     for text in ("0.0.0.0/0", "10.0.0.0/8", "2001:db8::/32"):
         afi, key = parse_prefix(text)
-        assert t.matches(afi, key, BASE)
+        assert t.matches(afi, key, BASE, SRC)
 
 
 def test_policy_sees_both_families() -> None:
@@ -268,8 +271,11 @@ def test_compile_term_fields() -> None:
         ipaddress.ip_network("10.0.0.0/8"),
         ipaddress.ip_network("2001:db8::/32"),
     ]
-    assert t.communities == [0xFFFF029A]
-    assert (t.local_pref, t.med, t.community_add) == (120, 9, ((1 << 16) | 2,))
+    bh = BASE.with_(communities=(0xFFFF029A,))
+    afi, k = parse_prefix("10.1.0.0/16")
+    assert t.matches(afi, k, bh, SRC) and not t.matches(afi, k, BASE, SRC)
+    out = t.modify(BASE)
+    assert (out.local_pref, out.med, out.communities) == (120, 9, (100, (1 << 16) | 2))
 
 
 def test_compile_term_unknown_match_key_names_it() -> None:

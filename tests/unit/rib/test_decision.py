@@ -7,9 +7,11 @@ import pytest
 
 from rib.attrs import Origin, SegType
 from rib.decision import (
+    DEFAULT,
     DEFAULT_LOCAL_PREF,
     ECMP_STEPS,
     STEPS,
+    Decision,
     best_of,
     better,
     compare,
@@ -22,31 +24,39 @@ from tests.unit.rib.helpers import LOCAL_AS, ebgp, ibgp, local_source, path, sou
 
 STEP_NAMES = [name for name, _ in STEPS]
 
+# A resolver as the daemon injects it: next hop -> IGP cost (None: unreachable).
+COSTS = {"198.51.100.1": 10, "198.51.100.2": 20}
+FULL = Decision(prefer_older=True, resolve=lambda nh: COSTS.get(str(nh)))
+
 
 def test_steps_are_in_rfc_order() -> None:
     assert STEP_NAMES == [
+        "next hop unreachable",
         "local-pref",
         "locally originated",
         "AS path length",
         "origin",
         "MED",
         "eBGP over iBGP",
+        "IGP cost",
+        "older path",
         "router id",
+        "cluster list length",
         "peer address",
     ]
-    assert STEP_NAMES[ECMP_STEPS] == "router id"
+    assert STEP_NAMES[ECMP_STEPS] == "older path"
     assert DEFAULT_LOCAL_PREF == 100
 
 
-def assert_decides(a: Path, b: Path, step: str) -> None:
+def assert_decides(a: Path, b: Path, step: str, d: Decision = DEFAULT) -> None:
     """``a`` beats ``b`` on ``step``, whichever side it is on and whatever the input order."""
-    r, name = compare(a, b)
+    r, name = compare(a, b, d)
     assert r < 0 and name == step, (r, name)
-    r, name = compare(b, a)
+    r, name = compare(b, a, d)
     assert r > 0 and name == step, (r, name)
-    assert better(a, b) and not better(b, a)
-    assert best_of([a, b]) is a and best_of([b, a]) is a
-    assert loss_reason(a, b) == f"lost on {step}"
+    assert better(a, b, d) and not better(b, a, d)
+    assert best_of([a, b], d) is a and best_of([b, a], d) is a
+    assert loss_reason(a, b, d) == f"lost on {step}"
 
 
 # --- a matrix over the steps --------------------------------------------------------------------
@@ -56,17 +66,30 @@ def assert_decides(a: Path, b: Path, step: str) -> None:
 # Then, for each earlier step j, ``b`` also gets the winning value of j: j must decide for b.
 
 BASE: dict[str, Any] = dict(
-    lp=None, kind=SourceKind.EBGP, path=(65001, 65100), origin=Origin.IGP, med=None, rid=10, peer="192.0.2.1"
+    lp=None,
+    kind=SourceKind.EBGP,
+    path=(65001, 65100),
+    origin=Origin.IGP,
+    med=None,
+    rid=10,
+    peer="192.0.2.1",
+    nh="198.51.100.1",
+    since=1.0,
+    clusters=(),
 )
 TWEAKS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # (winning knobs, losing knobs); local-pref also checks that a missing value means 100.
+    "next hop unreachable": ({"nh": "198.51.100.2"}, {"nh": "198.51.100.9"}),
     "local-pref": ({"lp": 101}, {"lp": None}),
     "locally originated": ({"kind": SourceKind.LOCAL}, {"kind": SourceKind.IBGP}),
     "AS path length": ({"path": (65001,)}, {"path": (65001, 65002)}),
     "origin": ({"origin": Origin.IGP}, {"origin": Origin.INCOMPLETE}),
     "MED": ({"med": 10}, {"med": 20}),
     "eBGP over iBGP": ({"kind": SourceKind.EBGP}, {"kind": SourceKind.IBGP}),
+    "IGP cost": ({"nh": "198.51.100.1"}, {"nh": "198.51.100.2"}),
+    "older path": ({"since": 1.0}, {"since": 2.0}),
     "router id": ({"rid": 1}, {"rid": 2}),
+    "cluster list length": ({"clusters": ()}, {"clusters": ("10.9.9.9",)}),
     "peer address": ({"peer": "192.0.2.1"}, {"peer": "192.0.2.2"}),
 }
 assert list(TWEAKS) == STEP_NAMES
@@ -79,11 +102,13 @@ def build(knobs: dict[str, Any]) -> Path:
     src = source(kind, peer, asn, knobs["rid"])
     return path(
         src,
+        since=knobs["since"],
         path=knobs["path"],
-        nh="198.51.100.1",
+        nh=knobs["nh"],
         local_pref=knobs["lp"],
         origin=knobs["origin"],
         med=knobs["med"],
+        cluster_list=knobs["clusters"],
     )
 
 
@@ -108,19 +133,22 @@ def test_step_decides_when_earlier_steps_tie(k: int) -> None:
     a, b = pair(k)
     # Every earlier step ties...
     for _name, step in STEPS[:k]:
-        assert step(a, b) == 0
+        assert step(a, b, FULL) == 0
     # ...and this one decides, even though every later step favours b.
-    assert_decides(a, b, STEP_NAMES[k])
+    assert_decides(a, b, STEP_NAMES[k], FULL)
 
 
-@pytest.mark.parametrize(
-    ("k", "j"),
-    [(k, j) for k in range(len(STEPS)) for j in range(k)],
-    ids=[f"{STEP_NAMES[k]}<-{STEP_NAMES[j]}" for k in range(len(STEPS)) for j in range(k)],
-)
+# A locally originated path needs no next hop (it is always "resolvable"): the one pair where
+# the next-hop step cannot decide against it. test_local_path_is_always_resolvable covers it.
+PAIRS = [
+    (k, j) for k in range(len(STEPS)) for j in range(k) if (STEP_NAMES[k], j) != ("locally originated", 0)
+]
+
+
+@pytest.mark.parametrize(("k", "j"), PAIRS, ids=[f"{STEP_NAMES[k]}<-{STEP_NAMES[j]}" for k, j in PAIRS])
 def test_earlier_step_overrides_later_one(k: int, j: int) -> None:
     a, b = pair(k, earlier_for_b=j)
-    assert_decides(b, a, STEP_NAMES[j])
+    assert_decides(b, a, STEP_NAMES[j], FULL)
 
 
 # --- each step on its own ------------------------------------------------------------------------
@@ -233,9 +261,9 @@ def test_identical_paths_compare_equal() -> None:
 # --- ECMP selection ------------------------------------------------------------------------------
 
 
-def mp(peer: str, asn: int, nh: str, rid: int, **kw: Any) -> Path:
+def mp(peer: str, asn: int, nh: str, rid: int, since: float = 0.0, **kw: Any) -> Path:
     kind_src = ebgp(peer, asn, rid=rid)
-    return path(kind_src, path=kw.pop("as_path", (asn, 65100)), nh=nh, **kw)
+    return path(kind_src, path=kw.pop("as_path", (asn, 65100)), nh=nh, since=since, **kw)
 
 
 def test_select_empty_and_single() -> None:
@@ -338,3 +366,79 @@ def test_select_order_is_stable_whatever_the_input_order() -> None:
     for perm in itertools.permutations(paths):
         assert select(list(perm), 8, False) == expected
         assert select(list(perm), 3, False) == expected[:3]
+
+
+# --- the steps added for the full process -------------------------------------------------------
+
+
+def test_local_path_is_always_resolvable() -> None:
+    loc = path(local_source(), nh="198.51.100.9")  # a next hop the resolver does not know
+    e = path(E1, path=(65001,), nh="198.51.100.1")
+    assert_decides(loc, e, "locally originated", FULL)
+    assert select([e, loc], 8, False, FULL) == (loc,)
+
+
+def test_unresolvable_paths_are_not_candidates() -> None:
+    good = path(E2, path=(65001, 1, 2, 3), nh="198.51.100.2")
+    bad = path(E1, path=(65001,), nh="198.51.100.9", local_pref=500)
+    assert select([bad, good], 8, False, FULL) == (good,)
+    assert loss_reason(good, bad, FULL) == "lost on next hop unreachable"
+    assert select([bad], 8, False, FULL) == ()
+    # Without a resolver every next hop counts as reachable at cost 0.
+    assert select([bad, good], 8, False) == (bad,)
+
+
+def test_always_compare_med_compares_across_neighbour_ases() -> None:
+    a = path(E1, path=(65001, 9), med=500)
+    b = path(E3, path=(65003, 9), med=5)
+    assert compare(a, b)[1] == "router id"
+    assert_decides(b, a, "MED", Decision(always_compare_med=True))
+
+
+def test_prefer_older_only_between_ebgp_paths_and_only_when_enabled() -> None:
+    old = path(E2, path=(65001,), since=1.0)  # router id 2
+    new = path(E1, path=(65001,), since=5.0)  # router id 1
+    assert compare(old, new)[1] == "router id"
+    assert_decides(old, new, "older path", Decision(prefer_older=True))
+    i_old = path(I2, path=(65001,), since=1.0)
+    i_new = path(I1, path=(65001,), since=5.0)
+    assert compare(i_old, i_new, Decision(prefer_older=True))[1] == "router id"
+
+
+def test_originator_id_stands_in_for_the_router_id() -> None:
+    # I1 has the lower router id, but its path was reflected from 10.255.0.9.
+    reflected = path(I1, path=(65001,), originator_id="10.255.0.9", cluster_list=("10.0.0.5",))
+    direct = path(I2, path=(65001,))
+    assert_decides(direct, reflected, "router id")
+
+
+def test_shorter_cluster_list_wins_on_equal_originator() -> None:
+    a = path(I2, path=(65001,), originator_id="10.255.0.9", cluster_list=("10.0.0.5",))
+    b = path(I1, path=(65001,), originator_id="10.255.0.9", cluster_list=("10.0.0.6", "10.0.0.5"))
+    assert_decides(a, b, "cluster list length")
+
+
+def test_lower_igp_cost_wins_and_igp_cost_is_part_of_ecmp() -> None:
+    near = mp("192.0.2.2", 65001, "198.51.100.1", rid=2)
+    far = mp("192.0.2.1", 65001, "198.51.100.2", rid=1)
+    assert_decides(near, far, "IGP cost", FULL)
+    assert select([far, near], 8, False, FULL) == (near,)
+    assert select([far, near], 8, False) == (far, near)
+
+
+def test_ecmp_ignores_the_age_of_paths() -> None:
+    a = mp("192.0.2.1", 65001, "192.0.2.1", rid=1, since=5.0)
+    b = mp("192.0.2.2", 65001, "192.0.2.2", rid=2, since=1.0)
+    assert select([a, b], 8, False, Decision(prefer_older=True)) == (b, a)
+
+
+def test_full_ecmp_set_keeps_its_members_when_a_newcomer_arrives() -> None:
+    a = mp("192.0.2.5", 65001, "192.0.2.5", rid=1)
+    b = mp("192.0.2.6", 65001, "192.0.2.6", rid=2)
+    first = select([a, b], 2, False)
+    assert first == (a, b)
+    newcomer = mp("192.0.2.1", 65001, "192.0.2.1", rid=3)  # lower address, would sort first
+    assert select([a, b, newcomer], 2, False, DEFAULT, first) == (a, b)
+    # Without history the lowest address takes the slot; once b leaves, the newcomer joins.
+    assert select([a, b, newcomer], 2, False) == (a, newcomer)
+    assert select([a, newcomer], 2, False, DEFAULT, first) == (a, newcomer)

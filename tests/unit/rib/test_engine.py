@@ -566,6 +566,12 @@ def test_settings_ebgp() -> None:
 def test_as_set_route_is_exported_with_a_new_leading_sequence(w: World, net: dict[str, Channel]) -> None:
     a, b = net["a"], net["b"]
     agg = attrs(as_path=((SegType.AS_SET, (65001, 65100)),), nh="192.0.2.1")
+    # A path led by an AS_SET fails the first-AS check (as in FRR): treat-as-withdraw...
+    w.announce(a, "10.0.0.0/8", agg)
+    assert P not in pending(b)
+    # ...unless the check is off (a route server's clients).
+    a.settings.enforce_first_as = False
+    a._import_cache.clear()
     w.announce(a, "10.0.0.0/8", agg)
     out = pending(b)[P]
     assert out is not None

@@ -23,7 +23,7 @@ def test_first_path_is_a_change() -> None:
     assert ch == Change("red", Afi.IPV4, P, (pa,))
     assert len(t) == 1 and t.path_count == 1
     dest = t.get(P)
-    assert dest is not None and dest.paths == [pa] and dest.selected == (pa,)
+    assert dest is not None and dest.paths == (pa,) and dest.selected == (pa,)
     assert t.get(Q) is None
 
 
@@ -64,7 +64,7 @@ def test_reannouncement_with_new_attrs_replaces_the_path() -> None:
     ch = t.update(P, new)
     assert ch is not None and ch.best == (new,)
     dest = t.get(P)
-    assert dest is not None and dest.paths == [new]
+    assert dest is not None and dest.paths == (new,)
     assert t.path_count == 1
 
 
@@ -85,7 +85,7 @@ def test_withdraw_of_an_unselected_path_is_no_change() -> None:
     assert t.withdraw(P, C) is None
     assert t.path_count == 1
     dest = t.get(P)
-    assert dest is not None and dest.paths == [pa]
+    assert dest is not None and dest.paths == (pa,)
 
 
 def test_withdraw_of_the_best_selects_the_next() -> None:

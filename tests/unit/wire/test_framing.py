@@ -5,6 +5,7 @@ import pytest
 from bgpd.wire import (
     BgpError,
     MessageFramer,
+    decode_message,
     encode_keepalive,
     encode_message,
     encode_notification,
@@ -109,12 +110,23 @@ def test_bad_length(length: int) -> None:
 
 @pytest.mark.parametrize(
     ("msg_type", "length"),
-    [(1, 28), (4, 20), (4, 4096), (3, 20), (2, 22), (5, 22), (5, 24)],
+    [(1, 28), (4, 20), (4, 4096), (3, 20), (2, 22)],
 )
 def test_length_illegal_for_type(msg_type: int, length: int) -> None:
     with pytest.raises(BgpError) as exc:
         MessageFramer().feed(header(length, msg_type))
     assert (exc.value.code, exc.value.subcode, exc.value.data) == (1, 2, length.to_bytes(2, "big"))
+
+
+@pytest.mark.parametrize("length", [19, 22, 24])
+def test_route_refresh_bad_length_is_rfc7313_error(length: int) -> None:
+    """RFC 7313 5: ROUTE-REFRESH Message Error / Invalid Message Length, data = the message."""
+    msg = header(length, 5) + bytes(length - 19)
+    frames = MessageFramer().feed(msg)
+    assert frames == [(5, bytes(length - 19))]
+    with pytest.raises(BgpError) as exc:
+        decode_message(5, frames[0][1], None)
+    assert (exc.value.code, exc.value.subcode, exc.value.data) == (7, 1, msg)
 
 
 @pytest.mark.parametrize(("msg_type", "length"), [(1, 29), (4, 19), (3, 21), (2, 23), (5, 23), (2, 4096)])

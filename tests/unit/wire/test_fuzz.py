@@ -120,3 +120,75 @@ def test_seeds_decode_cleanly() -> None:
                 decode_message(msg_type, body, UpdateDecoder(four, ebgp=False)) for four in (True, False)
             ]
             assert any(not getattr(msg, "errors", None) for msg in results), results
+
+
+# --- the session core: after an OPEN exchange, any bytes give events or a NOTIFICATION ----------
+
+
+def _established_conn(extended: bool) -> object:
+    from bgpd.connection import BgpConnection, ConnParams
+
+    conn = BgpConnection(
+        ConnParams(65001, "10.0.0.1", 65002, 90, [Afi.IPV4, Afi.IPV6], "192.0.2.2", add_path="both"), 0.0
+    )
+    conn.connection_made(0.0)
+    from bgpd.wire.messages import Capabilities
+
+    caps = Capabilities(extended_message=extended, add_path=[(1, 1, 3)] if extended else [])
+    conn.receive_data(encode_open(65002, 90, "10.0.0.2", [(1, 1), (2, 1)], capabilities=caps), 0.0)
+    conn.receive_data(encode_keepalive(), 0.0)
+    conn.data_to_send()
+    return conn
+
+
+def _feed_session(data: bytes, chunk: int, extended: bool) -> None:
+    from bgpd.connection import BgpConnection, NotificationReceived, SessionClosed
+    from bgpd.fsm import State
+
+    conn = _established_conn(extended)
+    assert isinstance(conn, BgpConnection) and conn.state is State.ESTABLISHED
+    limit = 65535 if extended else 4096
+    closed = peer_notified = False
+    for i in range(0, len(data), chunk):
+        # Anything but a BgpError-turned-NOTIFICATION would propagate and fail the test.
+        events = conn.receive_data(data[i : i + chunk], 1.0)
+        closed = closed or any(isinstance(e, SessionClosed) for e in events)
+        peer_notified = peer_notified or any(isinstance(e, NotificationReceived) for e in events)
+        # Bounded memory: never more than one (maximum-size) message held.
+        assert conn._framer.buffered() < limit
+    if conn.closed:
+        assert closed
+        out = [t for t, _b in MessageFramer().feed(conn.data_to_send())]
+        # The peer's NOTIFICATION ends the session quietly; any other close caused by the
+        # input is announced with exactly one NOTIFICATION of ours.
+        assert out.count(3) == (0 if peer_notified else 1), out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=600), chunk=st.integers(1, 700), extended=st.booleans())
+def test_session_core_random_bytes(data: bytes, chunk: int, extended: bool) -> None:
+    _feed_session(data, chunk, extended)
+    for msg_type in (1, 2, 3, 4, 5):
+        _feed_session(encode_message(msg_type, data[:4077]), chunk, extended)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    msgs=st.lists(mutated(), min_size=1, max_size=4),
+    chunk=st.sampled_from([1, 7, 4096]),
+    extended=st.booleans(),
+)
+def test_session_core_mutated_messages(msgs: list[bytes], chunk: int, extended: bool) -> None:
+    _feed_session(b"".join(msgs), chunk, extended)
+
+
+def test_session_core_huge_length_is_not_buffered() -> None:
+    """A header announcing 65535 bytes without extended messages: NOTIFICATION at once."""
+    from bgpd.connection import SessionClosed
+
+    conn = _established_conn(False)
+    events = conn.receive_data(b"\xff" * 16 + b"\xff\xff\x02" + bytes(100), 1.0)  # type: ignore[attr-defined]
+    assert any(isinstance(e, SessionClosed) for e in events)
+    assert conn._framer.buffered() == 0  # type: ignore[attr-defined]
+    out = MessageFramer().feed(conn.data_to_send())  # type: ignore[attr-defined]
+    assert out == [(3, b"\x01\x02\xff\xff")]

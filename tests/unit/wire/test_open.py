@@ -67,7 +67,10 @@ def test_extra_capabilities_and_unknown_kept() -> None:
     msg = decode_open(
         body_of(encode_open(65001, 90, "10.0.0.1", [(1, 1)], extra_caps=[(64, gr), (200, b"")]))
     )
-    assert msg.capabilities.unknown == [(64, gr), (200, b"")]
+    # Graceful restart is understood now (RFC 4724); code 200 is kept as unknown.
+    assert msg.capabilities.graceful_restart is not None
+    assert (msg.capabilities.graceful_restart.time, msg.capabilities.graceful_restart.families) == (120, [])
+    assert msg.capabilities.unknown == [(200, b"")]
 
 
 def test_capabilities_in_separate_parameters() -> None:
@@ -84,8 +87,11 @@ def test_many_capabilities() -> None:
     afis = [(1, s) for s in range(1, 40)]
     msg = decode_open(body_of(encode_open(65001, 90, "10.0.0.1", afis)))
     assert msg.capabilities.multiprotocol == afis
-    with pytest.raises(ValueError):
-        encode_open(65001, 90, "10.0.0.1", [(1, s) for s in range(1, 50)])
+    # More than 253 bytes of capabilities: sent with RFC 9072 extended parameters.
+    many = [(1, s) for s in range(1, 50)]
+    wide = encode_open(65001, 90, "10.0.0.1", many)
+    assert wide[19 + 9] == 255 and wide[19 + 10] == 255
+    assert decode_open(body_of(wide)).capabilities.multiprotocol == many
 
 
 def test_rfc9072_extended_parameters() -> None:

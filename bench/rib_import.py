@@ -1,0 +1,207 @@
+"""Cost of importing a full IPv4 table into the RIB, beyond decoding.
+
+Builds N prefixes (default 1M, shaped like the real table) in ~N/10 interned attribute sets,
+as the decoder would hand them over, then times ``Rib.receive`` for one peer (Adj-RIB-In,
+import checks and policy, Loc-RIB best path, one Change per prefix to a counting subscriber
+standing in for the kernel writer) and optionally a second peer with the same prefixes
+(ECMP: the same neighbour AS, another next hop, so every prefix gets a two-path set).
+
+Prints CPU seconds (process time) of the import only, the RSS growth it caused and, with
+--tracemalloc, Python-allocated bytes per route. The input (prefix keys, attribute sets) is
+built before the measurement: the keys are shared with the RIB, as the decoder's are.
+
+Usage: python bench/rib_import.py [--prefixes N] [--peers 1|2] [--policy all|attrs|prefix]
+                                  [--gc default|freeze|off] [--export none|all] [--tracemalloc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import ipaddress
+import random
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from policy.filters import ACCEPT_ALL, REJECT_ALL, Filter, Policy, compile_term
+from rib.attrs import PathAttrs, intern
+from rib.channel import Channel, ChannelSettings
+from rib.engine import Rib
+from rib.prefix import Afi, PrefixKey, make_key
+from rib.route import Change, Source, SourceKind
+
+LOCAL_AS, PEER_AS = 65010, 65001
+PLEN_WEIGHTS = {24: 60, 23: 9, 22: 12, 21: 5, 20: 5, 19: 3, 18: 2, 17: 1, 16: 3}
+BATCH = 10  # prefixes per UPDATE (one attribute set each), as in real full-table feeds
+
+
+def make_prefixes(n: int, rng: random.Random) -> list[PrefixKey]:
+    plens, weights = list(PLEN_WEIGHTS), list(PLEN_WEIGHTS.values())
+    seen: set[PrefixKey] = set()
+    out: list[PrefixKey] = []
+    while len(out) < n:
+        key = make_key(rng.choices(plens, weights)[0], rng.randrange(1 << 24, 224 << 24).to_bytes(4, "big"))
+        if key not in seen:
+            seen.add(key)
+            out.append(key)
+    return out
+
+
+def make_attrs(n: int, rng: random.Random, next_hop: str) -> list[PathAttrs]:
+    nh = ipaddress.IPv4Address(next_hop)
+    out = []
+    for i in range(n):
+        path = (PEER_AS, *(rng.randrange(1, 400_000) for _ in range(rng.randrange(0, 5))), 4_200_000_000 + i)
+        comms = tuple(sorted(rng.randrange(1, 1 << 32) for _ in range(rng.choice((0, 0, 1, 2, 4)))))
+        out.append(
+            intern(
+                PathAttrs(
+                    origin=rng.choice((0, 0, 0, 2)),
+                    as_path=((2, path),),
+                    next_hop=nh,
+                    med=rng.choice((None, 0, 10)),
+                    communities=comms,
+                )
+            )
+        )
+    return out
+
+
+def policy(kind: str) -> Filter:
+    if kind == "all":
+        return ACCEPT_ALL
+    if kind == "attrs":
+        # Depends on attributes only: evaluated once per attribute set, cached per channel.
+        return Policy(
+            "attrs",
+            [
+                compile_term({"as_path_length": "50.."}, "reject", {}),
+                compile_term({"community": "65535:666"}, "reject", {}),
+                compile_term({"source": "ebgp"}, "accept", {"local_pref": 120, "community_add": "65010:1"}),
+            ],
+        )
+    # A bogon prefix list: evaluated for every route.
+    return Policy(
+        "prefix",
+        [
+            compile_term(
+                {"prefix": ["10.0.0.0/8 le 32", "192.168.0.0/16 le 32", "0.0.0.0/0 ge 25"]}, "reject", {}
+            ),
+            compile_term({}, "accept", {"local_pref": 120}, LOCAL_AS),
+        ],
+    )
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--prefixes", type=int, default=1_000_000)
+    ap.add_argument("--peers", type=int, choices=(1, 2), default=1)
+    ap.add_argument("--policy", choices=("all", "attrs", "prefix"), default="attrs")
+    ap.add_argument("--gc", choices=("default", "freeze", "off"), default="freeze")
+    ap.add_argument("--tracemalloc", action="store_true")
+    ap.add_argument(
+        "--export",
+        choices=("none", "all"),
+        default="none",
+        help="export filter of the peers (all: each"
+        " peer's routes are also exported to the other, Adj-RIB-Out included)",
+    )
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+
+    rng = random.Random(args.seed)
+    prefixes = make_prefixes(args.prefixes, rng)
+    n_sets = len(prefixes) // BATCH
+    feeds = []
+    for peer in range(args.peers):
+        sets = make_attrs(n_sets, random.Random(args.seed + 1), f"192.0.2.{peer + 1}")
+        batches = [(Afi.IPV4, sets[i], prefixes[i * BATCH : (i + 1) * BATCH]) for i in range(n_sets)]
+        feeds.append(batches)
+
+    rib = Rib(LOCAL_AS, router_id=1, ecmp=8)
+    changes = 0
+
+    def to_kernel(change: Change) -> None:
+        nonlocal changes
+        changes += 1
+
+    rib.subscribers.append(to_kernel)
+    chans = []
+    for peer in range(args.peers):
+        addr = f"192.0.2.{peer + 1}"
+        export = ACCEPT_ALL if args.export == "all" else REJECT_ALL
+        settings = ChannelSettings(
+            addr, "main", LOCAL_AS, PEER_AS, import_filter=policy(args.policy), export_filter=export
+        )
+        ch = Channel(settings, local_addrs={Afi.IPV4: ipaddress.ip_address(f"198.51.100.{peer + 1}")})
+        rib.add_channel(ch)
+        src = Source(SourceKind.EBGP, ipaddress.ip_address(addr), PEER_AS, peer + 1, addr)
+        rib.channel_up(ch, src, [Afi.IPV4])
+        chans.append(ch)
+
+    gc_time = [0.0]
+    gc_start = [0.0]
+
+    def gc_cb(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_start[0] = time.process_time()
+        else:
+            gc_time[0] += time.process_time() - gc_start[0]
+
+    gc.collect()
+    if args.gc == "freeze":
+        gc.freeze()  # the input and everything before: never scanned again
+    elif args.gc == "off":
+        gc.disable()
+    gc.callbacks.append(gc_cb)
+    if args.tracemalloc:
+        tracemalloc.start()
+    rss0 = rss_kib()
+    results = []
+    for ch, batches in zip(chans, feeds, strict=True):
+        t0 = time.process_time()
+        for batch in batches:
+            rib.receive(ch, (batch,), (), 1.0)
+        if args.gc == "freeze":
+            gc.freeze()  # a loaded table is long-lived: move it out of the collector's way
+        results.append((time.process_time() - t0, rss_kib()))
+    traced = tracemalloc.get_traced_memory()[0] if args.tracemalloc else 0
+    gc.callbacks.remove(gc_cb)
+
+    table = rib.table("main", Afi.IPV4)
+    ecmp = sum(1 for _k, d in table.items() if len(d.selected) > 1)
+    print(
+        f"{len(prefixes):,} prefixes in {n_sets:,} attribute sets, policy={args.policy}, gc={args.gc}, "
+        f"peers={args.peers}, export={args.export}"
+    )
+    prev = rss0
+    for i, (cpu, rss) in enumerate(results):
+        n = len(prefixes)
+        print(
+            f"  peer {i + 1}: {cpu:6.2f} s CPU ({n / cpu:,.0f} prefixes/s), "
+            f"RSS +{(rss - prev) / 1024:.0f} MiB ({(rss - prev) * 1024 / n:.0f} B/route)"
+        )
+        prev = rss
+    print(f"  gc work during the import: {gc_time[0]:.2f} s CPU")
+    print(
+        f"  Loc-RIB: {len(table):,} prefixes, {table.path_count:,} paths, {ecmp:,} with ECMP, "
+        f"{changes:,} changes"
+    )
+    print(f"  RSS total {rss_kib() / 1024:.0f} MiB (input built before: {rss0 / 1024:.0f} MiB)")
+    if args.tracemalloc:
+        print(f"  tracemalloc: {traced / (len(prefixes) * args.peers):.0f} B per route (Python allocations)")
+
+
+if __name__ == "__main__":
+    main()
