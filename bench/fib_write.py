@@ -6,7 +6,9 @@ Creates two namespaces joined by a veth pair (gateways 10.255.0.2/.3 and fd00::2
 link), re-runs itself inside the first with ``ip netns exec``, and deletes both at the end
 (also on failure or Ctrl-C). Prints routes/s for: install (one next hop), dump, delete,
 install (2-way ECMP), replace ECMP -> one next hop, delete; and optionally the same
-through fib.sync.FibSync with its kernel monitor (``--sync``) and for IPv6 (``--ipv6``).
+through fib.sync.FibSync with its kernel monitor (``--sync``, ``--sync-only``) and for IPv6
+(``--ipv6``). ``--ab old_sync.py`` runs another copy of fib/sync.py interleaved with the current
+one, so that a comparison is not skewed by whatever else loads the machine meanwhile.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from fib.model import FibOp, NextHops  # noqa: E402
+from fib.model import NextHops  # noqa: E402
 from fib.netlink import NetlinkFib  # noqa: E402
 from rib.prefix import Afi, PrefixKey, make_key  # noqa: E402
 
@@ -67,9 +69,10 @@ def kernel_count(afi: Afi) -> int:
 def bench_backend(afi: Afi, n: int, batch: int) -> None:
     gws = GW4 if afi is Afi.IPV4 else GW6
     keys = prefixes(afi, n)
-    single: list[FibOp] = [(k, gws[:1]) for k in keys]
-    ecmp: list[FibOp] = [(k, gws) for k in keys]
-    delete: list[FibOp] = [(k, ()) for k in keys]
+    # prefix -> next hops: the form FibSync hands over (a list of pairs is accepted too).
+    single: dict[PrefixKey, NextHops] = dict.fromkeys(keys, gws[:1])
+    ecmp: dict[PrefixKey, NextHops] = dict.fromkeys(keys, gws)
+    delete: dict[PrefixKey, NextHops] = dict.fromkeys(keys, ())
     fib = NetlinkFib(batch=batch)
     print(f"{afi.name_lower} table {TABLE}, {n} routes, batch {batch // 1024} KiB")
     timed("install, 1 next hop", n, lambda: fib.apply(TABLE, afi, single))
@@ -85,32 +88,70 @@ def bench_backend(afi: Afi, n: int, batch: int) -> None:
     fib.close()
 
 
-def bench_sync(afi: Afi, n: int, batch: int, monitor: bool = True) -> None:
-    """The daemon's path: submit() from the event loop, the writer thread drains to the kernel."""
-    from fib.sync import FibSync
+def load_sync_class(path: str | None) -> type:
+    """FibSync, or the class of that name in another copy of fib/sync.py (an A/B run)."""
+    if path is None:
+        from fib.sync import FibSync
 
+        return FibSync
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"fibsync_ab_{uuid.uuid4().hex[:6]}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cls: type = module.FibSync
+    return cls
+
+
+def bench_sync(
+    afi: Afi, n: int, batch: int, monitor: bool = True, impl: str | None = None, per_update: int = 0
+) -> None:
+    """The daemon's path: submit() from the event loop, the writer thread drains to the kernel.
+
+    Wall clock depends on what else runs on the machine; the CPU seconds (all threads: user is
+    Python, sys is mostly the kernel's route work) per route do much less.
+    """
+    sync_class = load_sync_class(impl)
     gws = GW4 if afi is Afi.IPV4 else GW6
     keys = prefixes(afi, n)
+    name = "FibSync" if impl is None else Path(impl).stem
+    if per_update:
+        if not hasattr(sync_class, "submit_many"):
+            return
+        name += f" submit_many({per_update})"
 
     async def run() -> None:
         backend = NetlinkFib(batch=batch)
         # With the kernel monitor, as the daemon runs it: our own writes must cost it nothing.
-        sync = FibSync(backend, monitor=backend.open_monitor() if monitor else None)
+        sync = sync_class(backend, monitor=backend.open_monitor() if monitor else None)
+        submit = sync.submit
 
-        def submit_all(nexthops: NextHops) -> None:
-            for k in keys:
-                sync.submit(TABLE, afi, k, nexthops)
-
-        for label, nexthops in (("FibSync install, 1 next hop", gws[:1]), ("FibSync delete", ())):
-            t0 = time.perf_counter()
-            submit_all(nexthops)
+        phases = (
+            ("install, 1 next hop", gws[:1]),
+            ("delete", ()),
+            ("install, 2-way ECMP", gws),
+            ("delete", ()),
+        )
+        for label, nexthops in phases:
+            r0, c0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.process_time(), time.perf_counter()
+            if per_update:  # as the daemon does: one submit_many per UPDATE's changes
+                for start in range(0, n, per_update):
+                    sync.submit_many(TABLE, afi, dict.fromkeys(keys[start : start + per_update], nexthops))
+            else:  # one submit per RIB change, on the loop thread
+                for k in keys:
+                    submit(TABLE, afi, k, nexthops)
             t1 = time.perf_counter()
             await sync.wait_idle()
-            dt = time.perf_counter() - t0
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
             assert not sync.errors, sync.errors[:3]
+            want = n if nexthops else 0
+            assert kernel_count(afi) == want, (label, kernel_count(afi), want)
             print(
-                f"  {label:<30} {n:>8} routes {dt:6.2f} s {n / dt:>9,.0f} routes/s"
-                f"  (submit loop {t1 - t0:.2f} s)",
+                f"  {name + ' ' + label:<34} {n:>8} routes {dt:6.2f} s {n / dt:>9,.0f} routes/s"
+                f"  cpu {cpu / n * 1e6:5.2f} us/route (user {r1.ru_utime - r0.ru_utime:5.2f} s,"
+                f" sys {r1.ru_stime - r0.ru_stime:5.2f} s)  submit loop {t1 - t0:.2f} s",
                 flush=True,
             )
         assert sync.repairs_total == 0 and sync.resyncs_total == 0, (sync.repairs_total, sync.resyncs_total)
@@ -123,9 +164,15 @@ def inner(args: argparse.Namespace) -> None:
     afis = [Afi.IPV4, Afi.IPV6] if args.ipv6 else [Afi.IPV4]
     for n in args.routes:
         for afi in afis:
-            bench_backend(afi, n, args.batch * 1024)
-            if args.sync:
-                bench_sync(afi, n, args.batch * 1024)
+            if not args.sync_only:
+                bench_backend(afi, n, args.batch * 1024)
+            if args.sync or args.sync_only:
+                print(f"{afi.name_lower} table {TABLE}, {n} routes through FibSync, load {os.getloadavg()}")
+                for _round in range(args.rounds):
+                    for impl in (None, *args.ab):  # interleaved: a load change hits both alike
+                        bench_sync(afi, n, args.batch * 1024, impl=impl)
+                    if args.per_update:
+                        bench_sync(afi, n, args.batch * 1024, per_update=args.per_update)
                 if args.no_monitor_too:
                     print("  (again without the kernel monitor)")
                     bench_sync(afi, n, args.batch * 1024, monitor=False)
@@ -169,6 +216,14 @@ def main() -> int:
     parser.add_argument(
         "--no-monitor-too", action="store_true", help="with --sync: also FibSync without its monitor"
     )
+    parser.add_argument("--sync-only", action="store_true", help="only the FibSync figures")
+    parser.add_argument(
+        "--ab", nargs="*", default=[], metavar="SYNC_PY", help="with --sync: also another copy of fib/sync.py"
+    )
+    parser.add_argument(
+        "--per-update", type=int, default=0, metavar="N", help="with --sync: also submit_many of N prefixes"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="with --sync: repeat the FibSync runs")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     argv = sys.argv[1:]
     args = parser.parse_args(argv)

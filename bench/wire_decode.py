@@ -12,6 +12,9 @@ our encoder, then times:
   a peer re-sends a table or other peers' sessions share the pattern of repeated blocks);
 * framing: MessageFramer over the whole stream in 64 KiB reads.
 
+Wall-clock rates depend on what else runs on the machine; the closing lines give the CPU time
+per prefix (time.process_time) of the same runs and the load average, for comparisons.
+
 Usage: python bench/wire_decode.py [--prefixes N] [--per-update K] [--seed S]
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gc
 import ipaddress
+import os
 import random
 import sys
 import time
@@ -28,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bgpd.wire import MessageFramer, UpdateDecoder, UpdateEncoder
-from rib.attrs import PathAttrs, intern
+from rib.attrs import PathAttrs, intern, interned_count, sweep
 from rib.prefix import Afi, PrefixKey, make_key
 
 # Rough shape of the IPv4 table: mostly /24, then /22, /23, /21, /20, /19, /16.
@@ -80,6 +84,11 @@ def rate(label: str, n: int, seconds: float) -> str:
     return f"{label:<38} {n / seconds:>12,.0f} prefixes/s  ({seconds:.3f} s)"
 
 
+def cpu(label: str, n: int, seconds: float) -> str:
+    per = seconds / n * 1e9
+    return f"{label + ' CPU':<38} {per:>12,.0f} ns/prefix    ({n / seconds:,.0f} prefixes/CPU-s)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prefixes", type=int, default=1_000_000)
@@ -100,9 +109,11 @@ def main() -> None:
     gc.collect()
     gc.disable()  # measure the codec, not the collector (the daemon tunes GC separately)
     enc = UpdateEncoder(four_octet=True)
+    c0 = time.process_time()
     t0 = time.perf_counter()
     messages = [m for attrs, keys in groups for m in enc.announce(Afi.IPV4, attrs, keys)]
     t_enc = time.perf_counter() - t0
+    c_enc = time.process_time() - c0
     stream = b"".join(messages)
     print(f"{len(messages):,} UPDATEs, {len(stream) / 1e6:.1f} MB")
     print(rate("encode", total, t_enc))
@@ -124,22 +135,30 @@ def main() -> None:
         dec.decode(b)
     t_pre = time.perf_counter() - t0
 
-    # Drop our references so that decoding really builds and interns every set again.
+    # Drop our references and sweep the intern table (it only sweeps as it grows, so without
+    # this every set would still be registered) so that decoding really builds and interns
+    # every set again.
     del groups, attr_sets, enc, dec
     gc.collect()
+    sweep()
+    assert interned_count() < n_sets // 10, interned_count()
 
     dec = UpdateDecoder(four_octet=True, ebgp=True)
     decode = dec.decode
+    c0 = time.process_time()
     t0 = time.perf_counter()
     updates = [decode(b) for b in bodies]
     t_cold = time.perf_counter() - t0
+    c_cold = time.process_time() - c0
     got = sum(len(k) for u in updates for _f, _a, k in u.announce)
     assert got == total, (got, total)
 
+    c0 = time.process_time()
     t0 = time.perf_counter()
     for b in bodies:
         decode(b)
     t_warm = time.perf_counter() - t0
+    c_warm = time.process_time() - c0
     gc.enable()
 
     print(rate("framing", total, t_frame))
@@ -147,6 +166,11 @@ def main() -> None:
     print(rate("decode (cold, sets already interned)", total, t_pre))
     print(rate("decode (warm)", total, t_warm))
     print(rate("frame+decode (cold)", total, t_frame + t_cold))
+    # CPU time is less sensitive than wall time to other processes on a shared machine.
+    print(cpu("encode", total, c_enc))
+    print(cpu("decode (cold)", total, c_cold))
+    print(cpu("decode (warm)", total, c_warm))
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

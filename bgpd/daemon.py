@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import signal
 import time
@@ -35,7 +36,7 @@ from rib.attrs import PathAttrs, intern
 from rib.channel import Channel, ChannelSettings
 from rib.decision import Decision
 from rib.engine import Rib
-from rib.prefix import Afi, IPAddress
+from rib.prefix import Afi, IPAddress, PrefixKey
 from rib.route import Change, Path, Source, SourceKind
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ class Daemon:
                         "sessions and the RIB run on, every route shows fib=failed"
                     )
             self.fib = FibSync(fib_backend, fib_log, monitor=monitor, protocol=config.kernel.protocol)
-            self.rib.subscribers.append(self._to_kernel)
+            self.rib.batch_subscribers.append(self._to_kernel_many)
         self.peers: dict[str, Peer] = {}
         self.blackholes = BlackholeRoutes()
         self.listener: Listener | None = None
@@ -127,6 +128,7 @@ class Daemon:
         self.metrics: MetricsServer | None = None
         self._stop = asyncio.Event()
         self._flush_scheduled = False
+        self._routes_since_freeze = 0  # see _freeze_loaded
         self.started_at = time.monotonic()
         self.notifier = Notifier()
 
@@ -138,10 +140,22 @@ class Daemon:
             return ()
         return tuple(p.attrs.next_hop for p in best if p.attrs.next_hop is not None)
 
-    def _to_kernel(self, change: Change) -> None:
+    def _to_kernel_many(self, changes: list[Change]) -> None:
+        """One UPDATE's changes (the RIB batches them by VRF and family): one FIB submission."""
         assert self.fib is not None
-        table = self.vrf_tables[change.vrf]
-        self.fib.submit(table, change.afi, change.prefix, self._kernel_nexthops(change.best))
+        first = changes[0]
+        nexthops = self._kernel_nexthops
+        # The prefixes of one UPDATE share their selection tuple: build its next hops once, so
+        # the FIB's per-route state shares one tuple too (a full table: ~50 MiB less).
+        routes: dict[PrefixKey, NextHops] = {}
+        last: tuple[Path, ...] | None = None
+        nh: NextHops = ()
+        for c in changes:
+            if c.best is not last:
+                last = c.best
+                nh = nexthops(last)
+            routes[c.prefix] = nh
+        self.fib.submit_many(self.vrf_tables[first.vrf], first.afi, routes)
 
     def _move_vrf_tables(self, old: Config, new: Config) -> int:
         """VRFs added, or moved to another kernel table, by a reload. Returns routes moved."""
@@ -207,7 +221,9 @@ class Daemon:
         channel = Channel(self._channel_settings(cfg))
         self.rib.add_channel(channel)
         log = self.log.bind(peer=cfg.key, asn=cfg.asn, vrf=cfg.vrf)
-        session = PeerSession(cfg, self.config.router.asn, self.config.router.router_id, self, log)
+        vrf = self.config.vrfs.get(cfg.vrf)
+        device = vrf.device if vrf is not None else None  # the VRF's l3mdev device, if it names one
+        session = PeerSession(cfg, self.config.router.asn, self.config.router.router_id, self, log, device)
         if cfg.import_defaulted or cfg.export_defaulted:
             log.warning(
                 "ebgp neighbor without import/export policy exchanges no routes there (RFC 8212)",
@@ -259,8 +275,32 @@ class Daemon:
     def update_received(self, session: PeerSession, update: Update) -> None:
         peer = self._peer_of(session)
         self.rib.receive(peer.channel, update.announce, update.withdraw, time.monotonic())
+        self._freeze_loaded(update)
+        limit = peer.cfg.max_prefixes
+        if limit and update.announce and (received := peer.channel.received()) > limit:
+            # Counted as received (FRR's maximum-prefix): one compare per UPDATE, O(families).
+            session.prefix_limit_exceeded(update.announce[-1][0], limit, received)
         if self.rib.dirty:
             self._schedule_flush()
+
+    def _freeze_loaded(self, update: Update) -> None:
+        """Move a loaded table out of the cyclic garbage collector's way.
+
+        The collector walks its oldest generation again each time that grew by a quarter, so
+        a table being loaded is walked several times over. Frozen objects are never walked
+        again (gc.freeze is O(1)) and still die by reference counting; only a reference cycle
+        among them would outlive its use, and the RIB makes none. Done at End-of-RIB and every
+        100k routes received (peers that send no End-of-RIB, or a table that keeps growing).
+        """
+        n = self._routes_since_freeze
+        for _afi, _attrs, prefixes in update.announce:
+            n += len(prefixes)
+        if update.end_of_rib is None and n < 100_000:
+            self._routes_since_freeze = n
+            return
+        self._routes_since_freeze = 0
+        gc.collect(1)  # the young generations first: their garbage cycles are freed, not frozen
+        gc.freeze()
 
     def refresh_requested(self, session: PeerSession, afi: Afi) -> None:
         peer = self._peer_of(session)
@@ -363,13 +403,20 @@ class Daemon:
             await self.metrics.start()
             self.log.info("metrics listening", listen=cfg.metrics.listen)
         if cfg.router.listen:
-            self.listener = Listener(cfg.router.listen, cfg.router.port, self._lookup_session, self.log)
+            self.listener = Listener(
+                cfg.router.listen, cfg.router.port, self._lookup_session, self.log, self._passwords(cfg)
+            )
             await self.listener.start()
         for peer in self.peers.values():
             peer.session.start()
         self.log.info("ready", control=cfg.control.socket)
         self.notifier.ready(f"{len(self.peers)} neighbors configured")
         self.notifier.start_watchdog()
+
+    @staticmethod
+    def _passwords(cfg: Config) -> dict[str, str]:
+        """TCP MD5 keys the listening sockets need for passive (inbound) sessions."""
+        return {n.key: n.password for n in cfg.neighbors if n.password}
 
     def _lookup_session(self, address: str) -> PeerSession | None:
         peer = self.peers.get(str(ipaddress.ip_address(address)))
@@ -388,7 +435,7 @@ class Daemon:
             # Persist: the kernel keeps what it has now, so the withdrawals that closing the
             # sessions makes in the RIB must not reach it.
             with contextlib.suppress(ValueError):
-                self.rib.subscribers.remove(self._to_kernel)
+                self.rib.batch_subscribers.remove(self._to_kernel_many)
         await asyncio.gather(
             *(p.session.stop(2, "daemon shutting down") for p in self.peers.values()), return_exceptions=True
         )
@@ -465,6 +512,8 @@ class Daemon:
                 self.peers[key] = self._make_peer(ncfg)
                 self.peers[key].session.start()
                 added += key not in old_n
+        if self.listener is not None:
+            self.listener.set_passwords(self._passwords(new))
         old_nets = {(n.vrf, n.afi, n.prefix): n for n in old.networks}
         new_nets = {(n.vrf, n.afi, n.prefix): n for n in new.networks}
         now = time.monotonic()

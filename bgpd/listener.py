@@ -71,6 +71,22 @@ class Listener:
             self._servers.append(server)
             self._log.info("listening", address=address, port=sock.getsockname()[1])
 
+    def set_passwords(self, passwords: Mapping[str, str]) -> None:
+        """Install new, changed and removed TCP MD5 keys on the live listening sockets (reload)."""
+        new = dict(passwords)
+        for peer in set(self._passwords) | set(new):
+            if self._passwords.get(peer) == new.get(peer):
+                continue
+            version = ipaddress.ip_address(peer.split("%", 1)[0]).version
+            for server in self._servers:
+                for sock in server.sockets:
+                    if (sock.family == socket.AF_INET6) == (version == 6):
+                        try:
+                            sockopts.set_md5(sock, peer, new.get(peer))
+                        except OSError as exc:
+                            self._log.error("cannot set TCP MD5 key", peer=peer, error=str(exc))
+        self._passwords = new
+
     async def close(self) -> None:
         servers, self._servers = self._servers, []
         for server in servers:

@@ -34,6 +34,7 @@ import contextlib
 import ipaddress
 import random
 import socket
+import struct
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
@@ -142,8 +143,11 @@ class PeerSession:
         router_id: str,
         handler: SessionHandler,
         log: FilteringBoundLogger,
+        device: str | None = None,
     ) -> None:
         self.cfg = cfg
+        # The VRF's l3mdev device: outgoing connections bind to it, inbound ones must come through it.
+        self.device = device
         self.local_asn = local_asn
         self.router_id = router_id
         self.handler = handler
@@ -182,6 +186,8 @@ class PeerSession:
         self._stopped = False
         self._enabled = True
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._limit_handle: asyncio.TimerHandle | None = None  # max_prefixes restart timer
+        self._limit_down = False  # disabled by max_prefixes (reset brings it back, like enable)
 
     # --- read-only views -------------------------------------------------------------------
 
@@ -277,17 +283,28 @@ class PeerSession:
     async def stop(self, subcode: int = CeaseSub.ADMIN_SHUTDOWN, message: str = "") -> None:
         """Send Cease(subcode) on every connection, close them and never reconnect."""
         self._stopped = True
+        if self._limit_handle is not None:
+            self._limit_handle.cancel()
+            self._limit_handle = None
         self._shutdown(subcode, message)
         await self._wait_tasks()
 
     def disable(self, message: str = "") -> None:
         """Administrative shutdown until ``enable()``: Cease/2, no reconnect, inbound refused."""
+        if self._limit_handle is not None:  # an operator's disable outlasts the prefix-limit timer
+            self._limit_handle.cancel()
+            self._limit_handle = None
+        self._limit_down = False
         if not self._enabled:
             return
         self._enabled = False
         self._shutdown(CeaseSub.ADMIN_SHUTDOWN, message)
 
     def enable(self) -> None:
+        if self._limit_handle is not None:
+            self._limit_handle.cancel()
+            self._limit_handle = None
+        self._limit_down = False
         if self._enabled:
             return
         self._enabled = True
@@ -297,7 +314,10 @@ class PeerSession:
             self._auto_start()
 
     def reset(self, message: str = "") -> None:
-        """Cease/4 (administrative reset), then reconnect as usual."""
+        """Cease/4 (administrative reset), then reconnect as usual (also after a prefix limit)."""
+        if self._limit_down:
+            self.enable()
+            return
         if not self.accepting:
             return
         self._delay = self._retry_start
@@ -308,6 +328,40 @@ class PeerSession:
             self._cancel_connect()
             self._base_state = State.IDLE
             self._auto_start()
+
+    def prefix_limit_exceeded(self, afi: Afi, limit: int, received: int) -> None:
+        """``max_prefixes`` hit: Cease/1 with the RFC 4486 data (AFI, SAFI, limit), then stay down
+        for ``max_prefixes_restart`` seconds (0: until ``enable()`` or ``reset()``)."""
+        if not self._enabled or self._loop is None:
+            return
+        restart = self.cfg.max_prefixes_restart
+        self._log.warning(
+            "prefix limit exceeded, closing session",
+            afi=afi.name_lower,
+            limit=limit,
+            received=received,
+            restart_in=restart or None,
+        )
+        self._enabled = False  # no reconnect and inbound refused until the restart timer or enable
+        self._limit_down = True
+        self._cancel_retry()
+        self._cancel_connect()
+        data = struct.pack("!HBI", int(afi), 1, limit)  # SAFI 1: unicast
+        now = self._now()
+        for link in list(self._links):
+            if not link.finished:
+                self._after(link, link.conn.close(now, ErrCode.CEASE, CeaseSub.MAX_PREFIXES, data))
+        self._base_state = State.IDLE
+        self.last_error = f"prefix limit {limit} exceeded ({received} received)"
+        if restart > 0:
+            self._limit_handle = self._loop.call_later(restart, self._limit_restart)
+        self._note_state()
+
+    def _limit_restart(self) -> None:
+        self._limit_handle = None
+        if not self._stopped:
+            self._log.info("prefix limit restart timer expired, reconnecting")
+            self.enable()
 
     def send_updates(self, msgs: list[bytes]) -> None:
         """Queue encoded UPDATE messages for the established connection (dropped when down)."""
@@ -332,6 +386,9 @@ class PeerSession:
         if not self.accepting:
             writer.close()
             return
+        if self.device is not None and not self._through_device(writer):
+            writer.close()
+            return
         if self._established is not None:
             # RFC 4271 6.8: a collision with an Established connection closes the new one.
             self._log.info("inbound connection refused: session already established")
@@ -349,6 +406,23 @@ class PeerSession:
             self._cancel_retry()
             self._base_state = State.OPENSENT
         self._start_link(reader, writer, inbound=True)
+
+    def _through_device(self, writer: asyncio.StreamWriter) -> bool:
+        """Whether an inbound connection came through our VRF device: the peer's address may be
+        reachable in several VRFs, and a connection from another one is not this session's."""
+        sock = writer.get_extra_info("socket")
+        try:
+            got = sockopts.bound_device(sock) if sock is not None else None
+        except OSError:
+            got = None
+        if got == self.device:
+            return True
+        self._log.warning(
+            "inbound connection refused: not through the vrf's device",
+            device=self.device,
+            came_through=got or "(no device: the main table)",
+        )
+        return False
 
     # --- session-level FSM -----------------------------------------------------------------
 
@@ -413,6 +487,11 @@ class PeerSession:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
+            if self.device is not None:
+                try:
+                    sockopts.bind_to_device(sock, self.device)  # before connect: it picks the route
+                except OSError as exc:
+                    raise OSError(exc.errno, f"vrf device {self.device}: {exc.strerror}") from exc
             self._socket_options(sock, connecting=True)
             if cfg.source_address is not None:
                 sock.bind((str(cfg.source_address), 0))

@@ -89,3 +89,17 @@ def set_md5(sock: SockLike, peer: str, password: str | None) -> None:
         peer = f"::ffff:{peer}"
     key = password.encode("utf-8") if password else b""
     sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, md5sig_struct(peer, key))
+
+
+def bind_to_device(sock: SockLike, device: str) -> None:
+    """SO_BINDTODEVICE: the socket's routes and packets are those of ``device`` only (for an l3mdev
+    VRF device, the VRF's table). Needs CAP_NET_RAW; ENODEV if there is no such device."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
+
+
+def bound_device(sock: SockLike) -> str | None:
+    """The device a socket is bound to (an accepted one inherits it from the listener or, with
+    net.ipv4.tcp_l3mdev_accept=1, from the VRF the connection came in through); None if unbound."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, 16)  # IFNAMSIZ
+    name = bytes(raw).split(b"\0", 1)[0].decode(errors="replace")
+    return name or None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import errno as errno_mod
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping
 
-from fib.model import FibBackend, FibError, FibOp, NextHops, TableKey, op_name
+from fib.model import FibBackend, FibError, FibOp, FibOps, NextHops, TableKey, op_name
 from rib.prefix import Afi, IPAddress, PrefixKey
 
 
@@ -45,15 +45,16 @@ class MemoryFib(FibBackend):
         self.dumps += 1
         return dict(self.tables.get((table, afi), {}))
 
-    def apply(self, table: int, afi: Afi, ops: Sequence[FibOp]) -> list[FibError]:
+    def apply(self, table: int, afi: Afi, ops: FibOps) -> list[FibError]:
         self.entered.set()
         self.hold.wait()
-        self.calls.append((table, afi, list(ops)))
+        pairs = list(ops.items()) if isinstance(ops, Mapping) else list(ops)
+        self.calls.append((table, afi, pairs))
         if self.raise_on_apply is not None:
             raise self.raise_on_apply
         routes = self.table(table, afi)
         errors: list[FibError] = []
-        for prefix, nexthops in ops:
+        for prefix, nexthops in pairs:
             failure = self.failing.get(prefix)
             unreachable = self.connected is not None and not set(nexthops) <= self.connected
             if failure is None and nexthops and unreachable:

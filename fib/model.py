@@ -6,7 +6,7 @@ kernel one is ``fib.netlink.NetlinkFib``, the test double ``fib.memory.MemoryFib
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,6 +19,10 @@ An IPv6 link-local gateway names its interface as a scope (``fe80::1%eth0`` or `
 """
 
 FibOp = tuple[PrefixKey, NextHops]
+# What ``FibBackend.apply`` takes: prefix -> next hops (the fast form: FibSync hands its dicts
+# over without making a tuple per route, which a full table would pay for in the cyclic GC),
+# or a sequence of (prefix, next hops) pairs.
+FibOps = Mapping[PrefixKey, NextHops] | Sequence[FibOp]
 TableKey = tuple[int, Afi]  # (kernel table id, address family)
 
 OP_REPLACE = "replace"
@@ -61,7 +65,7 @@ class FibBackend(Protocol):
         """
         ...
 
-    def apply(self, table: int, afi: Afi, ops: Sequence[FibOp]) -> list[FibError]:
+    def apply(self, table: int, afi: Afi, ops: FibOps) -> list[FibError]:
         """Create-or-replace (non-empty next hops) or delete (``()``) each prefix; return the failures.
 
         Deleting a route that is already gone is not a failure. A prefix appears at most once per

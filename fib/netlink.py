@@ -29,8 +29,9 @@ import socket
 import struct
 import sys
 import threading
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from itertools import chain
+from typing import Any, TypeVar
 
 import structlog
 
@@ -43,7 +44,7 @@ from fib.model import (
     OP_REPLACE,
     FibBackend,
     FibError,
-    FibOp,
+    FibOps,
     KernelEvent,
     NextHops,
     RuleSpec,
@@ -402,26 +403,29 @@ class _MMsgHdr(ctypes.Structure):
     _fields_ = [("msg_hdr", _MsgHdr), ("msg_len", ctypes.c_uint)]
 
 
-def _spread(ops: Sequence[FibOp]) -> Sequence[FibOp]:
-    """Interleave the ops (stride 7) instead of walking the prefixes in order.
+def _spread(ops: list[_T]) -> list[_T]:
+    """Interleave the prefixes (stride 7) instead of walking them in order.
 
     Deleting neighbouring prefixes one after another is the LC-trie's worst case (each removal
     shrinks the same node again): in sorted order IPv4 deletes cost the kernel ~5x more.
     """
     if len(ops) < 64:
         return ops
-    return [op for start in range(_STRIDE) for op in ops[start::_STRIDE]]
+    return list(chain.from_iterable([ops[start::_STRIDE] for start in range(_STRIDE)]))
 
 
 _STRIDE = 7
+_T = TypeVar("_T")
 
-_Batch = tuple[int, bytes, list[FibOp]]  # first sequence number, the messages, the ops they carry
+_Batch = tuple[int, bytes, list[PrefixKey]]  # first sequence number, the messages, their prefixes
 
 
 class NetlinkFib(FibBackend):
     """Writes our routes into kernel tables. ``batch`` is the most bytes sent per ``send``.
 
-    ``apply`` takes each prefix at most once per call: it may reorder the ops.
+    ``apply`` takes each prefix at most once per call: it may reorder the ops. It works on a
+    prefix -> next hops mapping and lists of prefixes, never a tuple per route: at a million
+    routes, allocating that many container objects costs more in the cyclic GC than the encoding.
     """
 
     def __init__(self, protocol: int = 186, batch: int = 256 * 1024, rcvbuf: int = 32 << 20) -> None:
@@ -460,11 +464,15 @@ class NetlinkFib(FibBackend):
 
     # --- writes ------------------------------------------------------------------------------
 
-    def apply(self, table: int, afi: Afi, ops: Sequence[FibOp]) -> list[FibError]:
+    def apply(self, table: int, afi: Afi, ops: FibOps) -> list[FibError]:
         errors: list[FibError] = []
-        todo = _spread(ops)
+        wanted: Mapping[PrefixKey, NextHops] = ops if isinstance(ops, Mapping) else dict(ops)
+        # Prefixes and next hops as two lists in the same (spread) order: the encoder walks them
+        # in step, where a lookup per route in a big dict would miss the CPU caches each time.
+        todo = _spread(list(wanted))
+        hops = _spread(list(wanted.values())) if len(todo) == len(wanted) else [wanted[p] for p in todo]
         for _attempt in range(_RESENDS + 1):
-            lost = self._exchange(table, afi, todo, errors)
+            lost = self._exchange(table, afi, wanted, todo, hops, errors)
             if not lost:
                 return errors
             # Acks are only lost when our receive buffer overflows: use smaller batches from now
@@ -478,24 +486,33 @@ class NetlinkFib(FibBackend):
                 batch_ops=self._max_ops,
             )
             todo = lost
+            hops = [wanted[p] for p in lost]
         reason = "acknowledgement lost (netlink receive buffer overrun)"
-        errors.extend(FibError(table, afi, p, op_name(nh), errno_mod.ENOBUFS, reason) for p, nh in todo)
+        errors.extend(FibError(table, afi, p, op_name(wanted[p]), errno_mod.ENOBUFS, reason) for p in todo)
         return errors
 
-    def _exchange(self, table: int, afi: Afi, ops: Sequence[FibOp], errors: list[FibError]) -> list[FibOp]:
+    def _exchange(
+        self,
+        table: int,
+        afi: Afi,
+        wanted: Mapping[PrefixKey, NextHops],
+        ops: list[PrefixKey],
+        hops: list[NextHops],
+        errors: list[FibError],
+    ) -> list[PrefixKey]:
         """Send ``ops`` in batches and read every acknowledgement; return the ops never acknowledged.
 
         With more than one batch, a helper thread sends and reads acks while this one encodes the
         next batch: ``send`` runs the kernel's route updates without the GIL, so on a multi-core
         machine the Python encoding and the kernel work overlap instead of adding up.
         """
-        lost: list[FibOp] = []
-        batches = self._batches(table, afi, ops, errors)
+        lost: list[PrefixKey] = []
+        batches = self._batches(table, afi, ops, hops, errors)
         first = next(batches, None)
         second = next(batches, None) if first is not None else None
         if second is None:
             if first is not None:
-                self._send_batch(table, afi, first, errors, lost)
+                self._send_batch(table, afi, wanted, first, errors, lost)
             return lost
         work: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
         failure: list[BaseException] = []
@@ -505,7 +522,7 @@ class NetlinkFib(FibBackend):
                 if failure:
                     continue  # keep draining so the producer never blocks
                 try:
-                    self._send_batch(table, afi, batch, errors, lost)
+                    self._send_batch(table, afi, wanted, batch, errors, lost)
                 except BaseException as exc:
                     failure.append(exc)
 
@@ -526,7 +543,12 @@ class NetlinkFib(FibBackend):
         return lost
 
     def _batches(
-        self, table: int, afi: Afi, ops: Sequence[FibOp], errors: list[FibError]
+        self,
+        table: int,
+        afi: Afi,
+        ops: list[PrefixKey],
+        hops: list[NextHops],
+        errors: list[FibError],
     ) -> Iterator[_Batch]:
         """Encode ``ops`` into sends of at most ``batch`` bytes / ``max_ops`` messages."""
         # This loop runs once per route of a full table: locals only, one pack per message.
@@ -544,13 +566,14 @@ class NetlinkFib(FibBackend):
                 self._seq = 1
             base = seq = self._seq
             parts: list[bytes] = []
-            sent: list[FibOp] = []
+            skipped: list[PrefixKey] = []
+            first = i
             size = 0
             stop = min(n, i + self._max_ops)
             while i < stop and size < self._batch:
-                op = ops[i]
+                prefix = ops[i]
+                nexthops = hops[i]
                 i += 1
-                prefix, nexthops = op
                 if nexthops:
                     # Consecutive routes mostly share a next-hop set; != is C-fast when the gateways
                     # are the same objects (ipaddress's own __eq__ is Python).
@@ -562,6 +585,7 @@ class NetlinkFib(FibBackend):
                             errors.append(
                                 FibError(table, afi, prefix, OP_REPLACE, errno, f"bad next hop: {exc}")
                             )
+                            skipped.append(prefix)
                             continue
                         last_nh = nexthops
                     msg_len = hsize + len(last_attrs)
@@ -578,15 +602,24 @@ class NetlinkFib(FibBackend):
                         family, prefix[0], 0, 0, table8, protocol, RT_SCOPE_NOWHERE, 0, 0,
                         8, RTA_TABLE, table, alen4, RTA_DST, prefix[1:],
                     ))  # fmt: skip
-                sent.append(op)
                 size += msg_len
                 seq += 1
             self._seq = seq
+            sent = ops[first:i]  # the prefixes of this send, in sequence-number order
+            if skipped:
+                gone = set(skipped)
+                sent = [p for p in sent if p not in gone]
             if sent:
                 yield base, b"".join(parts), sent
 
     def _send_batch(
-        self, table: int, afi: Afi, batch: _Batch, errors: list[FibError], lost: list[FibOp]
+        self,
+        table: int,
+        afi: Afi,
+        wanted: Mapping[PrefixKey, NextHops],
+        batch: _Batch,
+        errors: list[FibError],
+        lost: list[PrefixKey],
     ) -> None:
         base, data, sent = batch
         try:
@@ -594,16 +627,22 @@ class NetlinkFib(FibBackend):
         except OSError as exc:
             errno = exc.errno or errno_mod.EIO
             errors.extend(
-                FibError(table, afi, p, op_name(nh), errno, f"netlink send: {os.strerror(errno)}")
-                for p, nh in sent
+                FibError(table, afi, p, op_name(wanted[p]), errno, f"netlink send: {os.strerror(errno)}")
+                for p in sent
             )
             return
-        acked = self._read_acks(table, afi, base, sent, errors)
+        acked = self._read_acks(table, afi, wanted, base, sent, errors)
         if acked is not None:
-            lost.extend(op for k, op in enumerate(sent) if not acked[k])
+            lost.extend(p for k, p in enumerate(sent) if not acked[k])
 
     def _read_acks(
-        self, table: int, afi: Afi, base: int, sent: list[FibOp], errors: list[FibError]
+        self,
+        table: int,
+        afi: Afi,
+        wanted: Mapping[PrefixKey, NextHops],
+        base: int,
+        sent: list[PrefixKey],
+        errors: list[FibError],
     ) -> bytearray | None:
         """Match acknowledgements to ``sent`` by sequence number. None when all were acknowledged."""
         count = len(sent)
@@ -615,7 +654,9 @@ class NetlinkFib(FibBackend):
             try:
                 if mrecv is None:
                     nbytes = self._sock.recv_into(self._buf, 0, socket.MSG_DONTWAIT)
-                    remaining -= self._take_acks(self._buf, 0, nbytes, base, acked, sent, table, afi, errors)
+                    remaining -= self._take_acks(
+                        self._buf, 0, nbytes, base, acked, wanted, sent, table, afi, errors
+                    )
                     continue
                 m = mrecv.recv(socket.MSG_DONTWAIT)
             except BlockingIOError:
@@ -644,8 +685,16 @@ class NetlinkFib(FibBackend):
                 if any(errs):
                     for d, err in enumerate(errs):
                         if err:
+                            prefix = sent[k0 + d]
                             self._ack_error(
-                                mrecv.data, d * mrecv.SLOT, lengths[d], sent[k0 + d], table, afi, errors
+                                mrecv.data,
+                                d * mrecv.SLOT,
+                                lengths[d],
+                                prefix,
+                                wanted[prefix],
+                                table,
+                                afi,
+                                errors,
                             )
             else:
                 for d in range(m):
@@ -656,6 +705,7 @@ class NetlinkFib(FibBackend):
                         pos + min(lengths[d], mrecv.SLOT),
                         base,
                         acked,
+                        wanted,
                         sent,
                         table,
                         afi,
@@ -670,7 +720,8 @@ class NetlinkFib(FibBackend):
         end: int,
         base: int,
         acked: bytearray,
-        sent: list[FibOp],
+        wanted: Mapping[PrefixKey, NextHops],
+        sent: list[PrefixKey],
         table: int,
         afi: Afi,
         errors: list[FibError],
@@ -688,16 +739,25 @@ class NetlinkFib(FibBackend):
                     acked[k] = 1
                     new += 1
                     if err:
-                        self._ack_error(buf, pos, min(mlen, end - pos), sent[k], table, afi, errors)
+                        prefix = sent[k]
+                        self._ack_error(
+                            buf, pos, min(mlen, end - pos), prefix, wanted[prefix], table, afi, errors
+                        )
             pos += (mlen + 3) & ~3
         return new
 
     @staticmethod
     def _ack_error(
-        buf: bytearray, pos: int, mlen: int, op: FibOp, table: int, afi: Afi, errors: list[FibError]
+        buf: bytearray,
+        pos: int,
+        mlen: int,
+        prefix: PrefixKey,
+        nexthops: NextHops,
+        table: int,
+        afi: Afi,
+        errors: list[FibError],
     ) -> None:
         err = -_I32.unpack_from(buf, pos + 16)[0]
-        prefix, nexthops = op
         if not nexthops and err in _GONE:
             return  # deleting a route that is already gone
         flags = _HDR.unpack_from(buf, pos)[2]

@@ -20,7 +20,9 @@ import select
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from itertools import islice, repeat
+from operator import countOf
 from typing import Any, TypeVar
 
 import structlog
@@ -32,7 +34,6 @@ from fib.model import (
     EV_ROUTE_DEL,
     FibBackend,
     FibError,
-    FibOp,
     KernelEvent,
     KernelMonitor,
     NextHops,
@@ -44,6 +45,11 @@ from rib.prefix import Afi, PrefixKey, key_to_str
 
 T = TypeVar("T")
 PendingKey = tuple[int, Afi, PrefixKey]  # (table, afi, prefix)
+# Route writes of one table, prefix -> next hops (``()``: delete). Dicts all the way to the
+# backend: a tuple per route of a full table would cost more in the cyclic GC than the writing.
+Ops = dict[PrefixKey, NextHops]
+# Pending submissions are grouped by table under an int key, table * 4 + afi: hashing a tuple that
+# holds an Afi runs Enum.__hash__ (Python code), which would cost submit() more than its dict store.
 
 _LOGGED_PER_BATCH = 20  # individual error lines per apply; the rest are summarised
 # A next hop the kernel cannot reach (no connected route covers it): kept out, retried on changes.
@@ -87,7 +93,9 @@ class FibSync:
         self._max_errors = max_errors
         self._lock = threading.Lock()  # guards _pending, _jobs, _busy, _closing, _waiters, _errors, _failed
         self._wake = threading.Event()
-        self._pending: dict[PendingKey, NextHops] = {}
+        self._pending: dict[int, dict[PrefixKey, NextHops]] = {}  # by table * 4 + afi
+        self._tkeys: dict[int, TableKey] = {}  # table * 4 + afi -> (table, afi)
+        self._signalled = False  # the writer was woken for the current _pending (guarded by _lock)
         self._jobs: deque[_Job] = deque()
         self._busy = False
         self._closing = False
@@ -97,6 +105,9 @@ class FibSync:
         # was wanted for each, so retry_failed() can submit it again.
         self._errors: dict[PendingKey, FibError] = {}
         self._failed: dict[PendingKey, NextHops] = {}
+        # The same prefixes by table, so that a batch finds its settled failures with one set
+        # intersection instead of a lookup per route.
+        self._failed_idx: dict[TableKey, set[PrefixKey]] = {}
         self.ops_total = 0  # ops handed to the backend
         self.errors_total = 0
         self.last_write_seconds = 0.0  # duration of the last drained pending dict
@@ -125,17 +136,44 @@ class FibSync:
 
     def submit(self, table: int, afi: Afi, prefix: PrefixKey, nexthops: NextHops) -> None:
         """Want ``prefix`` routed via ``nexthops`` in ``table`` (``()``: no route). O(1), never blocks."""
+        # Runs once per RIB change on the event loop: one int key, two dict operations, no Enum hash.
         lock = self._lock
-        lock.acquire()  # not `with`: this runs once per RIB change, and the context protocol costs
+        lock.acquire()  # not `with`: the context protocol costs
         try:
-            self._pending[(table, afi, prefix)] = nexthops
+            pending = self._pending.get(table * 4 + afi)
+            if pending is None:
+                pending = self._pending_table(table, afi)
+            pending[prefix] = nexthops
+            wake = not self._signalled
+            self._signalled = True
         finally:
             lock.release()
-        if not self._wake.is_set():
+        if wake:
             self._wake.set()
 
+    def submit_many(self, table: int, afi: Afi, routes: Mapping[PrefixKey, NextHops]) -> None:
+        """``submit`` for many prefixes of one table (one UPDATE's): one lock and one C-level update."""
+        if not routes:
+            return
+        with self._lock:
+            pending = self._pending.get(table * 4 + afi)
+            if pending is None:
+                pending = self._pending_table(table, afi)
+            pending.update(routes)
+            wake = not self._signalled
+            self._signalled = True
+        if wake:
+            self._wake.set()
+
+    def _pending_table(self, table: int, afi: Afi) -> dict[PrefixKey, NextHops]:
+        """The pending dict of one table (the caller holds ``_lock``)."""
+        tkey = table * 4 + afi
+        self._tkeys.setdefault(tkey, (table, Afi(afi)))
+        return self._pending.setdefault(tkey, {})
+
     def pending_count(self) -> int:
-        return len(self._pending)
+        with self._lock:
+            return sum(len(p) for p in self._pending.values())
 
     def installed_count(self) -> int:
         return sum(len(routes) for routes in list(self.installed.values()))
@@ -149,7 +187,7 @@ class FibSync:
         error = self._errors.get((table, afi, prefix))
         if error is not None:
             return FIB_UNRESOLVED if error.errno in UNRESOLVED_ERRNOS else FIB_FAILED
-        if (table, afi, prefix) in self._pending:
+        if prefix in self._pending.get(table * 4 + afi, _EMPTY):
             return FIB_PENDING
         routes = self.installed.get((table, afi))
         if routes is not None and prefix in routes:
@@ -181,11 +219,15 @@ class FibSync:
     def retry_failed(self) -> int:
         """Submit the failed prefixes' wanted state again (e.g. once a link is up). Returns how many."""
         with self._lock:
-            for key, nexthops in self._failed.items():
-                self._pending.setdefault(key, nexthops)  # a newer submission wins
+            self._requeue_failed()
             n = len(self._failed)
         self._wake.set()
         return n
+
+    def _requeue_failed(self) -> None:
+        """Pend the failed prefixes' wanted state again (the caller holds ``_lock``)."""
+        for (table, afi, prefix), nexthops in self._failed.items():
+            self._pending_table(table, afi).setdefault(prefix, nexthops)  # a newer submission wins
 
     async def wait_idle(self) -> None:
         """Return once nothing is pending and the writer has finished what it took."""
@@ -260,9 +302,10 @@ class FibSync:
                     events: list[KernelEvent] = []
                     if job is None and self._events:
                         events, self._events = self._events, []
-                    batch: dict[PendingKey, NextHops] = {}
+                    batch: dict[int, dict[PrefixKey, NextHops]] = {}
                     if job is None and not events and self._pending:
                         batch, self._pending = self._pending, {}
+                    self._signalled = False  # a submission from now on wakes the writer again
                     if job is None and not events and not batch:
                         self._busy = False
                         waiters, self._waiters = self._waiters, []
@@ -282,7 +325,7 @@ class FibSync:
                 try:
                     self._write(batch)
                 except Exception:  # a bug must not kill the writer: log it and go on
-                    self._log.exception("fib writer failed", routes=len(batch))
+                    self._log.exception("fib writer failed", routes=sum(map(len, batch.values())))
                 self.last_write_seconds = time.monotonic() - started
             for loop, fut in waiters:
                 _resolve(loop, fut, None, None)
@@ -378,11 +421,11 @@ class FibSync:
                 routes=len(ops),
                 sample=[key_to_str(afi, p) for p in list(ops)[:5]],
             )
-            self._repair(table, afi, list(ops.items()))
+            self._repair(table, afi, ops)
         if retry and self._failed:
             self._retry_failed_now()
 
-    def _repair(self, table: int, afi: Afi, ops: list[FibOp]) -> None:
+    def _repair(self, table: int, afi: Afi, ops: Ops) -> None:
         """Write ``ops`` whatever ``installed`` says; a failed re-add means the kernel lacks the route."""
         routes = self.installed.setdefault((table, afi), {})
         errors = self._apply(table, afi, ops)
@@ -396,13 +439,13 @@ class FibSync:
         self.resyncs_total += 1
         for (table, afi), routes in list(self.installed.items()):
             current = self._backend.dump(table, afi)
-            stale: list[FibOp] = [(p, ()) for p in current if p not in routes]
-            missing: list[FibOp] = [
-                (p, nh)
+            stale: Ops = {p: () for p in current if p not in routes}
+            missing: Ops = {
+                p: nh
                 for p, nh in routes.items()
                 if (old := current.get(p)) is None
                 or not same_nexthops(old, self._kernel_form(table, afi, p, nh))
-            ]
+            }
             if stale or missing:
                 self._log.warning(
                     "kernel table differed from what we installed: repairing",
@@ -411,7 +454,7 @@ class FibSync:
                     missing=len(missing),
                     stale=len(stale),
                 )
-                self._repair(table, afi, stale + missing)
+                self._repair(table, afi, stale | missing)
         self._retry_failed_now()
 
     def _kernel_form(self, table: int, afi: Afi, prefix: PrefixKey, wanted: NextHops) -> NextHops:
@@ -443,7 +486,7 @@ class FibSync:
         return tuple(dict.fromkeys(out)) or None
 
     def _resolve_and_retry(
-        self, table: int, afi: Afi, chunk: list[FibOp], errors: list[FibError]
+        self, table: int, afi: Afi, wanted: Ops, errors: list[FibError]
     ) -> tuple[list[FibError], dict[PrefixKey, NextHops]]:
         """Retry the ops refused for an unreachable gateway with their next hops resolved.
 
@@ -452,13 +495,12 @@ class FibSync:
         unreachable = [e for e in errors if e.errno in UNRESOLVED_ERRNOS and e.op != OP_DELETE_NAME]
         if not unreachable or self._resolve is None:
             return errors, {}
-        wanted = dict(chunk)
         cache: dict[tuple[int, Any], NextHops | None] = {}
-        retry: list[FibOp] = []
+        retry: Ops = {}
         for e in unreachable:
             via = self._translate(table, afi, wanted[e.prefix], cache)
             if via is not None and not same_nexthops(via, wanted[e.prefix]):
-                retry.append((e.prefix, via))
+                retry[e.prefix] = via
         if not retry:
             return errors, {}
         try:
@@ -466,7 +508,7 @@ class FibSync:
         except Exception:
             return errors, {}
         refused = {e.prefix for e in again}
-        done = {p: via for p, via in retry if p not in refused}
+        done = {p: via for p, via in retry.items() if p not in refused}
         return [e for e in errors if e.prefix not in done], done
 
     def _reresolve(self) -> None:
@@ -477,72 +519,79 @@ class FibSync:
             self._translate(table, afi, (gw,), cache)
         if all(self._gw_seen.get(k) == v for k, v in before.items()):
             return  # no way to any recursive next hop changed
-        changed: dict[TableKey, list[FibOp]] = {}
-        gone: dict[TableKey, list[FibOp]] = {}
+        changed: dict[TableKey, Ops] = {}
+        gone: dict[TableKey, Ops] = {}
         for (table, afi, prefix), (wanted, via) in list(self._recursive.items()):
             now = self._translate(table, afi, wanted, cache)
             if now is None:
-                gone.setdefault((table, afi), []).append((prefix, wanted))
+                gone.setdefault((table, afi), {})[prefix] = wanted
             elif not same_nexthops(now, via):
-                changed.setdefault((table, afi), []).append((prefix, wanted))
+                changed.setdefault((table, afi), {})[prefix] = wanted
         for (table, afi), ops in changed.items():
-            for prefix, _nh in ops:
+            for prefix in ops:
                 self._recursive.pop((table, afi, prefix), None)
             self._repair(table, afi, ops)  # resolved again on the way in
         for (table, afi), ops in gone.items():
             # Nothing leads to the next hop any more: out of the kernel, unresolved until it does.
-            self._apply(table, afi, [(p, ()) for p, _nh in ops])
+            self._apply(table, afi, dict.fromkeys(ops, ()))
             reason = "next hop not reachable: no route covers it"
-            errors = [
-                FibError(table, afi, p, OP_REPLACE_NAME, errno_mod.ENETUNREACH, reason) for p, _nh in ops
-            ]
+            errors = [FibError(table, afi, p, OP_REPLACE_NAME, errno_mod.ENETUNREACH, reason) for p in ops]
             self._record(table, afi, ops, errors)
 
     def _retry_failed_now(self) -> None:
         with self._lock:
-            for key, nexthops in self._failed.items():
-                self._pending.setdefault(key, nexthops)  # a newer submission wins
+            self._requeue_failed()
 
-    def _write(self, batch: dict[PendingKey, NextHops]) -> None:
-        """Group by table and drop no-ops (already so in the kernel) before the backend sees them."""
-        groups: dict[TableKey, list[FibOp]] = {}
-        settled: list[PendingKey] = []
-        failed = self._failed
-        last_tkey: TableKey | None = None
-        installed: dict[PrefixKey, NextHops] = _EMPTY
-        ops: list[FibOp] = []
-        for key, nexthops in batch.items():
-            table, afi, prefix = key
-            if (table, afi) != last_tkey:  # batches are mostly one table: look it up once per run
-                last_tkey = (table, afi)
-                installed = self.installed.get(last_tkey, _EMPTY)
-                ops = groups.setdefault(last_tkey, [])
-            current = installed.get(prefix)
-            if nexthops:
-                if current is not None and same_nexthops(current, nexthops):
-                    if failed and key in failed:
-                        settled.append(key)
-                    continue
-            elif current is None:
-                if failed and key in failed:
-                    settled.append(key)  # not wanted and not there
-                continue
-            ops.append((prefix, nexthops))
-        if settled:
-            with self._lock:
-                for key in settled:
-                    self._errors.pop(key, None)
-                    self._failed.pop(key, None)
-        for (table, afi), table_ops in groups.items():
-            if table_ops:
-                self._apply(table, afi, table_ops)
+    def _write(self, batch: dict[int, dict[PrefixKey, NextHops]]) -> None:
+        """Drop no-ops (already so in the kernel) table by table, then hand the rest to the backend."""
+        for tkey, wanted in batch.items():
+            table, afi = self._tkeys[tkey]
+            installed = self.installed.get((table, afi), _EMPTY)
+            ops: Ops
+            if not installed or installed.keys().isdisjoint(wanted):
+                # None of these is in the kernel (a table filling up): every delete is a no-op,
+                # and without any the pending dict is the ops as it is.
+                ops = wanted if () not in wanted.values() else {p: nh for p, nh in wanted.items() if nh}
+            elif countOf(wanted.values(), ()) == len(wanted):
+                # Withdrawals only: the ones of routes not in the kernel are no-ops (a set difference, in C).
+                for prefix in wanted.keys() - installed.keys():
+                    del wanted[prefix]  # ours: swapped out of _pending
+                ops = wanted
+            else:
+                noops: list[PrefixKey] = []
+                get = installed.get
+                for prefix, nexthops in wanted.items():
+                    current = get(prefix)
+                    if current is None:
+                        if not nexthops:
+                            noops.append(prefix)
+                    # == is C-fast when the gateways are the same objects; the set compare runs
+                    # only for a real change or the kernel's reordering of an ECMP set.
+                    elif nexthops and (current == nexthops or set(current) == set(nexthops)):
+                        noops.append(prefix)
+                for prefix in noops:
+                    del wanted[prefix]  # ours: swapped out of _pending
+                ops = wanted
+            failed_idx = self._failed_idx.get((table, afi))
+            if failed_idx:
+                # Failed before and now a no-op (withdrawn, or already right): no longer failed.
+                candidates = failed_idx.intersection(wanted)
+                if candidates:
+                    candidates.difference_update(ops)
+                    if candidates:
+                        with self._lock:
+                            for prefix in candidates:
+                                self._forget_failure((table, afi, prefix))
+            if ops:
+                self._apply(table, afi, ops)
 
-    def _apply(self, table: int, afi: Afi, ops: list[FibOp]) -> list[FibError]:
+    def _apply(self, table: int, afi: Afi, ops: Ops) -> list[FibError]:
         """Hand ``ops`` to the backend in chunks; update ``installed`` and the failure records."""
         routes = self.installed.setdefault((table, afi), {})
         all_errors: list[FibError] = []
-        for start in range(0, len(ops), self._chunk):
-            chunk = ops[start : start + self._chunk]
+        items = iter(ops.items())
+        for _start in range(0, len(ops), self._chunk):
+            chunk = ops if len(ops) <= self._chunk else dict(islice(items, self._chunk))
             try:
                 errors = self._backend.apply(table, afi, chunk)
             except Exception as exc:  # the backend itself broke (socket gone...): every op failed
@@ -550,22 +599,28 @@ class FibSync:
                 self._log.error(
                     "fib backend failed", table=table, afi=afi.name_lower, ops=len(chunk), error=repr(exc)
                 )
-                errors = [FibError(table, afi, p, op_name(nh), errno, f"backend: {exc}") for p, nh in chunk]
+                errors = [
+                    FibError(table, afi, p, op_name(nh), errno, f"backend: {exc}") for p, nh in chunk.items()
+                ]
             self.ops_total += len(chunk)
             via: dict[PrefixKey, NextHops] = {}
             if errors:
                 errors, via = self._resolve_and_retry(table, afi, chunk, errors)
-            failed = {e.prefix for e in errors} if errors else set()
-            for prefix, nexthops in chunk:
-                if prefix in failed:
-                    continue  # a refused op leaves the kernel as it was
-                if nexthops:
-                    routes[prefix] = nexthops
-                else:
-                    routes.pop(prefix, None)
+            failed = {e.prefix for e in errors} if errors else _NO_PREFIXES
+            done = chunk
+            if failed:  # a refused op leaves the kernel as it was
+                done = {p: nh for p, nh in chunk.items() if p not in failed}
+            # ``installed`` in bulk, in C: the installs in one update, the deletes popped by map().
+            deletes = countOf(done.values(), ())
+            if deletes == len(done):
+                deque(map(routes.pop, done, repeat(None)), 0)  # already gone is fine
+            else:
+                routes.update(done)
+                if deletes:
+                    deque(map(routes.pop, [p for p, nh in done.items() if not nh], repeat(None)), 0)
             if via or self._recursive:  # recursive routes are rare: no cost per route otherwise
                 recursive = self._recursive
-                for prefix, nexthops in chunk:
+                for prefix, nexthops in chunk.items():
                     key = (table, afi, prefix)
                     if prefix in via:
                         recursive[key] = (nexthops, via[prefix])
@@ -575,26 +630,33 @@ class FibSync:
             all_errors.extend(errors)
         return all_errors
 
-    def _record(self, table: int, afi: Afi, chunk: list[FibOp], errors: list[FibError]) -> None:
-        if not errors and not self._failed:
+    def _forget_failure(self, key: PendingKey) -> None:
+        """The caller holds ``_lock``."""
+        self._errors.pop(key, None)
+        if self._failed.pop(key, _MISSING) is not _MISSING:
+            idx = self._failed_idx.get((key[0], key[1]))
+            if idx is not None:
+                idx.discard(key[2])
+
+    def _record(self, table: int, afi: Afi, chunk: Ops, errors: list[FibError]) -> None:
+        failed_idx = self._failed_idx.get((table, afi))
+        if not errors and not failed_idx:
             return
-        wanted = dict(chunk) if errors else {}
         with self._lock:
-            if self._failed:  # successes clear earlier failures of the same prefix
-                for prefix, _nh in chunk:
-                    key = (table, afi, prefix)
-                    if key in self._failed:
-                        self._failed.pop(key)
-                        self._errors.pop(key, None)
-            for error in errors:
-                key = (table, afi, error.prefix)
-                self._errors.pop(key, None)  # re-insert: the newest failures come last
-                self._errors[key] = error
-                self._failed[key] = wanted.get(error.prefix, ())
+            if failed_idx:  # successes (and retried failures) clear earlier failures of the same prefix
+                written = failed_idx.intersection(chunk)
+                for prefix in written:
+                    self._forget_failure((table, afi, prefix))
+            if errors:
+                idx = self._failed_idx.setdefault((table, afi), set())
+                for error in errors:
+                    key = (table, afi, error.prefix)
+                    self._errors.pop(key, None)  # re-insert: the newest failures come last
+                    self._errors[key] = error
+                    self._failed[key] = chunk.get(error.prefix, ())
+                    idx.add(error.prefix)
             while len(self._errors) > self._max_errors:
-                oldest = next(iter(self._errors))
-                del self._errors[oldest]
-                self._failed.pop(oldest, None)
+                self._forget_failure(next(iter(self._errors)))
         self.errors_total += len(errors)
         if not self._eperm_logged and any(e.errno == errno_mod.EPERM for e in errors):
             self._eperm_logged = True
@@ -628,13 +690,13 @@ class FibSync:
             current = self._backend.dump(table, afi)
             self.installed[(table, afi)] = dict(current)
             wanted = desired.get((table, afi), {})
-            stale = [(p, ()) for p in current if not wanted.get(p)]
-            missing = [
-                (p, nh)
+            stale: Ops = {p: () for p in current if not wanted.get(p)}
+            missing: Ops = {
+                p: nh
                 for p, nh in wanted.items()
                 if nh and ((old := current.get(p)) is None or not same_nexthops(old, nh))
-            ]
-            ops: list[FibOp] = stale + missing
+            }
+            ops = stale | missing
             errors = self._apply(table, afi, ops) if ops else []
             self._log.info(
                 "kernel table reconciled",
@@ -649,7 +711,7 @@ class FibSync:
     def _flush(self) -> None:
         for (table, afi), routes in list(self.installed.items()):
             if routes:
-                ops: list[FibOp] = [(p, ()) for p in routes]
+                ops: Ops = dict.fromkeys(routes, ())
                 errors = self._apply(table, afi, ops)
                 self._log.info(
                     "kernel routes flushed",
@@ -661,6 +723,8 @@ class FibSync:
 
 
 _EMPTY: dict[PrefixKey, NextHops] = {}
+_NO_PREFIXES: frozenset[PrefixKey] = frozenset()
+_MISSING: Any = object()
 OP_DELETE_NAME = op_name(())
 OP_REPLACE_NAME = "replace"
 

@@ -120,10 +120,10 @@ _sweep_at = 4096
 
 def intern(attrs: PathAttrs) -> PathAttrs:
     """Return the shared instance equal to ``attrs`` (registering it if new)."""
-    existing = _interned.get(attrs)
-    if existing is not None:
+    # One lookup: get() then a store would hash a new set twice (a 14-field hash each time).
+    existing = _interned.setdefault(attrs, attrs)
+    if existing is not attrs:
         return existing
-    _interned[attrs] = attrs
     if len(_interned) >= _sweep_at:
         sweep()
     return attrs

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from policy.filters import ACCEPT_ALL, Filter, is_self_next_hop
 from rib.attrs import PathAttrs
 from rib.prefix import Afi, IPAddress, IPNetwork, PrefixKey
-from rib.route import Path, Source, SourceKind
+from rib.route import Change, Path, Source, SourceKind
 
 # (id of the attributes, family) -> (those attributes, result).
 _ImportCache = dict[tuple[int, int], tuple[PathAttrs, PathAttrs | None]]
@@ -254,6 +254,45 @@ class Channel:
             return
         adj[prefix] = out
         self.pending.setdefault(afi, {})[prefix] = out
+
+    def queue_export_many(self, afi: Afi, changes: list[Change]) -> None:
+        """``queue_export`` for each change's best path (one UPDATE's changes at once).
+
+        The prefixes of one UPDATE share their Path objects, so unless the export filter
+        looks at prefixes, the export result is computed once per distinct best path.
+        """
+        if afi not in self.afis:
+            return
+        adj = self.adj_out.setdefault(afi, {})
+        pending: dict[PrefixKey, PathAttrs | None] | None = None
+        per_prefix = self.settings.export_filter.per_prefix
+        export_attrs = self.export_attrs
+        last: Path | None = None
+        last_out: PathAttrs | None = None
+        for change in changes:
+            best = change.best
+            prefix = change.prefix
+            if not best:
+                out = None
+            else:
+                path = best[0]
+                if path is last and not per_prefix:
+                    out = last_out
+                else:
+                    out = last_out = export_attrs(afi, prefix, path)
+                    last = path
+            if out is None:
+                if adj and adj.pop(prefix, None) is not None:
+                    if pending is None:
+                        pending = self.pending.setdefault(afi, {})
+                    pending[prefix] = None
+                continue
+            if adj.get(prefix) is out:
+                continue
+            adj[prefix] = out
+            if pending is None:
+                pending = self.pending.setdefault(afi, {})
+            pending[prefix] = out
 
     def take_pending(self) -> tuple[dict[Afi, dict[PrefixKey, PathAttrs | None]], set[Afi]]:
         """Hand the pending changes (and End-of-RIB markers) to the sender, leaving none."""

@@ -155,6 +155,15 @@ def compare(a: Path, b: Path, d: Decision = DEFAULT) -> tuple[int, str]:
     return 0, ""
 
 
+def _decide(a: Path, b: Path, d: Decision) -> tuple[int, int]:
+    """``compare`` giving the index of the deciding step (``len(STEPS)`` on a full tie)."""
+    for i, (_name, step) in enumerate(STEPS):
+        r = step(a, b, d)
+        if r:
+            return r, i
+    return 0, len(STEPS)
+
+
 def better(a: Path, b: Path, d: Decision = DEFAULT) -> bool:
     return compare(a, b, d)[0] < 0
 
@@ -200,6 +209,8 @@ def select(
     ``previous`` selection that are still eligible keep their place when the set is full, so
     a newcomer never displaces a working next hop (no kernel churn that is not needed).
     """
+    if len(paths) == 2 and d.resolve is None and ecmp > 1:
+        return _select_two(paths[0], paths[1], multipath_relax, d)
     if d.resolve is not None:
         paths = [p for p in paths if d.cost(p) is not None]
     if not paths:
@@ -224,6 +235,23 @@ def select(
         extra = extra[: ecmp - 1]
     extra.sort(key=_peer_order)
     return (best, *extra[: ecmp - 1])
+
+
+def _select_two(a: Path, b: Path, multipath_relax: bool, d: Decision) -> tuple[Path, ...]:
+    """``select`` of two paths, every next hop resolvable, room for both (a second peer's path
+    joining the first: once per UPDATE of a full table). One comparison decides both the best
+    and whether the other may share: every step is antisymmetric, and the other is equal up to
+    the tie-breakers exactly when the deciding step is one of them."""
+    r, i = _decide(a, b, d)
+    best, other = (b, a) if r > 0 else (a, b)  # a tie keeps the first, as best_of does
+    nh = other.attrs.next_hop
+    if nh is None or nh == best.attrs.next_hop or i < ECMP_STEPS:
+        return (best,)
+    if other.source.kind == SourceKind.LOCAL or best.source.kind == SourceKind.LOCAL:
+        return (best,)
+    if not multipath_relax and best.attrs.neighbor_as() != other.attrs.neighbor_as():
+        return (best,)
+    return (best, other)
 
 
 def loss_reason(best: Path, other: Path, d: Decision = DEFAULT) -> str:

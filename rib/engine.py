@@ -9,6 +9,7 @@ table size happens for one UPDATE.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from itertools import repeat
 
 from rib.attrs import PathAttrs
 from rib.channel import Channel, ChannelSettings
@@ -18,6 +19,9 @@ from rib.route import Change, Path, Source, SourceKind
 from rib.table import LocRib
 
 Subscriber = Callable[[Change], None]
+# Takes the changes of one UPDATE (or one other event) at once: the per-route cost of a call
+# through the subscriber list is paid once per batch.
+BatchSubscriber = Callable[[list[Change]], None]
 _NONE: dict[PrefixKey, PathAttrs] = {}
 
 
@@ -37,6 +41,7 @@ class Rib:
         self.tables: dict[tuple[str, Afi], LocRib] = {}
         self.channels: dict[str, Channel] = {}
         self.subscribers: list[Subscriber] = []
+        self.batch_subscribers: list[BatchSubscriber] = []
         self.local_source = Source(SourceKind.LOCAL, None, local_asn, router_id, "local")
         # Channels with output waiting; the session layer drains them.
         self.dirty: set[Channel] = set()
@@ -86,10 +91,9 @@ class Rib:
             vrf = ch.settings.vrf
             for afi, routes in ch.adj_in.items():
                 table = self.table(vrf, afi)
-                for prefix in routes:
-                    change = table.withdraw(prefix, source)
-                    if change is not None:
-                        self._propagate(change)
+                withdraw = table.withdraw
+                changes = [c for c in map(withdraw, routes, repeat(source)) if c is not None]
+                self._propagate_many(vrf, afi, changes)
         ch.clear()
         self.dirty.discard(ch)
 
@@ -102,16 +106,21 @@ class Rib:
         withdraw: Iterable[tuple[Afi, list[PrefixKey]]],
         now: float,
     ) -> None:
-        """Apply one decoded UPDATE from ``ch``'s neighbour (withdrawals first, as on the wire)."""
+        """Apply one decoded UPDATE from ``ch``'s neighbour (withdrawals first, as on the wire).
+
+        The changes are collected per family and handed on in one batch per UPDATE.
+        """
         source = ch.source
         if source is None:
             return
         vrf = ch.settings.vrf
+        changes: dict[Afi, list[Change]] = {}
         for afi, prefixes in withdraw:
             adj = ch.adj_in.get(afi)
             if not adj:
                 continue
             table = self.table(vrf, afi)
+            out = changes.setdefault(afi, [])
             for prefix in prefixes:
                 old = adj.pop(prefix, None)
                 if old is None:
@@ -120,36 +129,64 @@ class Rib:
                     ch.accepted -= 1
                 change = table.withdraw(prefix, source)
                 if change is not None:
-                    self._propagate(change)
+                    out.append(change)
         for afi, attrs, prefixes in announce:
-            if afi not in ch.afis:
-                continue
-            if not prefixes:
+            if afi not in ch.afis or not prefixes:
                 continue
             adj = ch.adj_in.setdefault(afi, {})
             table = self.table(vrf, afi)
-            # Unless the import policy looks at prefixes, every prefix of the UPDATE gets the
-            # same result: import once, and share one Path (paths are never mutated).
-            per_prefix = ch.settings.import_filter.per_prefix
-            import_attrs, update, propagate = ch.import_attrs, table.update, self._propagate
-            if not per_prefix:
-                self._receive_shared(ch, source, table, adj, attrs, prefixes, now)
+            out = changes.setdefault(afi, [])
+            if ch.settings.import_filter.per_prefix:
+                self._receive_each(ch, source, table, adj, attrs, prefixes, now, out)
+            else:
+                self._receive_shared(ch, source, table, adj, attrs, prefixes, now, out)
+        for afi, out in changes.items():
+            if out:
+                self._propagate_many(vrf, afi, out)
+
+    def _receive_each(
+        self,
+        ch: Channel,
+        source: Source,
+        table: LocRib,
+        adj: dict[PrefixKey, PathAttrs],
+        attrs: PathAttrs,
+        prefixes: list[PrefixKey],
+        now: float,
+        out: list[Change],
+    ) -> None:
+        """The prefixes of one UPDATE when the import policy looks at each prefix.
+
+        A policy changes one attribute set the same way wherever it accepts it, so the
+        prefixes are grouped by their import result: one shared Path per result.
+        """
+        afi = table.afi
+        import_attrs = ch.import_attrs
+        groups: dict[int, tuple[PathAttrs, list[PrefixKey]]] = {}
+        rejected: list[PrefixKey] = []
+        accepted = ch.accepted
+        for prefix in prefixes:
+            old = adj.get(prefix)
+            adj[prefix] = attrs
+            if old is not None and import_attrs(afi, prefix, old) is not None:
+                accepted -= 1
+            imported = import_attrs(afi, prefix, attrs)
+            if imported is None:
+                rejected.append(prefix)
                 continue
-            for prefix in prefixes:
-                old = adj.get(prefix)
-                adj[prefix] = attrs
-                if old is not None and import_attrs(afi, prefix, old) is not None:
-                    ch.accepted -= 1
-                if per_prefix:
-                    imported = import_attrs(afi, prefix, attrs)
-                    path = None if imported is None else Path(source, imported, now)
-                if path is None:
-                    change = table.withdraw(prefix, source)
-                else:
-                    ch.accepted += 1
-                    change = update(prefix, path)
-                if change is not None:
-                    propagate(change)
+            accepted += 1
+            group = groups.get(id(imported))
+            if group is None:
+                groups[id(imported)] = (imported, [prefix])
+            else:
+                group[1].append(prefix)
+        ch.accepted = accepted
+        for prefix in rejected:
+            change = table.withdraw(prefix, source)
+            if change is not None:
+                out.append(change)
+        for imported, group_prefixes in groups.values():
+            out.extend(table.update_many(group_prefixes, Path(source, imported, now)))
 
     def _receive_shared(
         self,
@@ -160,6 +197,7 @@ class Rib:
         attrs: PathAttrs,
         prefixes: list[PrefixKey],
         now: float,
+        out: list[Change],
     ) -> None:
         """The prefixes of one UPDATE when the import policy ignores prefixes (the usual case).
 
@@ -167,23 +205,32 @@ class Rib:
         never mutated), and let the Loc-RIB take the whole batch in one call.
         """
         afi = table.afi
-        imported = ch.import_attrs(afi, prefixes[0], attrs)
-        adj_get, import_attrs = adj.get, ch.import_attrs
+        import_attrs = ch.import_attrs
+        imported = import_attrs(afi, prefixes[0], attrs)
+        if len(prefixes) > 1 and len(set(prefixes)) != len(prefixes):
+            prefixes = list(dict.fromkeys(prefixes))  # a repeat changes nothing more
+        # One probe of the large (cache-cold) dict per prefix: setdefault stores a new prefix
+        # and hands back what a known one had.
+        before = len(adj)
+        olds = list(map(adj.setdefault, prefixes, repeat(attrs)))
         replaced = 0
-        for prefix in prefixes:
-            old = adj_get(prefix)
-            adj[prefix] = attrs
-            if old is not None and import_attrs(afi, prefix, old) is not None:
-                replaced += 1
-        ch.accepted -= replaced
+        if len(adj) - before != len(prefixes):  # some were known
+            for prefix, old in zip(prefixes, olds, strict=True):
+                if old is attrs:
+                    continue
+                adj[prefix] = attrs
+                if import_attrs(afi, prefix, old) is not None:
+                    replaced += 1
+            if imported is not None:
+                # The rest of the known ones were re-announced as they were.
+                replaced += len(prefixes) - (len(adj) - before) - sum(o is not attrs for o in olds)
         if imported is None:
-            changes = [c for c in (table.withdraw(p, source) for p in prefixes) if c is not None]
+            ch.accepted -= replaced
+            withdraw = table.withdraw
+            out.extend(c for c in map(withdraw, prefixes, repeat(source)) if c is not None)
         else:
-            ch.accepted += len(prefixes)
-            changes = table.update_many(prefixes, Path(source, imported, now))
-        propagate = self._propagate
-        for change in changes:
-            propagate(change)
+            ch.accepted += len(prefixes) - replaced
+            out.extend(table.update_many(prefixes, Path(source, imported, now)))
 
     def originate(self, vrf: str, afi: Afi, prefix: PrefixKey, attrs: PathAttrs, now: float) -> None:
         """A locally originated route (a configured `network`)."""
@@ -198,6 +245,8 @@ class Rib:
             self._propagate(change)
 
     def _propagate(self, change: Change) -> None:
+        for bsub in self.batch_subscribers:
+            bsub([change])
         for sub in self.subscribers:
             sub(change)
         best = change.best[0] if change.best else None
@@ -210,6 +259,21 @@ class Rib:
                 if ch.pending:
                     self.dirty.add(ch)
 
+    def _propagate_many(self, vrf: str, afi: Afi, changes: list[Change]) -> None:
+        """``_propagate`` for the changes of one VRF and family at once (one UPDATE's)."""
+        if not changes:
+            return
+        for bsub in self.batch_subscribers:
+            bsub(changes)
+        for sub in self.subscribers:
+            for change in changes:
+                sub(change)
+        for ch in self.channels.values():
+            if ch.source is not None and ch.settings.vrf == vrf and afi in ch.afis:
+                ch.queue_export_many(afi, changes)
+                if ch.pending:
+                    self.dirty.add(ch)
+
     def next_hops_changed(self) -> None:
         """The IGP changed (a resolver answer differs now): recompute every selection.
 
@@ -217,8 +281,7 @@ class Rib:
         on IGP events, never per UPDATE.
         """
         for table in self.tables.values():
-            for change in table.reselect_all():
-                self._propagate(change)
+            self._propagate_many(table.vrf, table.afi, table.reselect_all())
 
     def take_dirty(self) -> list[Channel]:
         dirty = [c for c in self.dirty if c.has_pending()]
@@ -242,6 +305,7 @@ class Rib:
         now_accepted = 0
         for afi, routes in ch.adj_in.items():
             table = self.table(vrf, afi)
+            changes: list[Change] = []
             for prefix, attrs in routes.items():
                 imported = ch.import_attrs(afi, prefix, attrs)
                 if imported is None:
@@ -254,7 +318,8 @@ class Rib:
                         continue
                     change = table.update(prefix, Path(source, imported, old.since if old else now))
                 if change is not None:
-                    self._propagate(change)
+                    changes.append(change)
+            self._propagate_many(vrf, afi, changes)
         ch.accepted = now_accepted
         for afi in ch.afis:
             for prefix, dest in self.table(vrf, afi).items():

@@ -1,14 +1,18 @@
 """Loc-RIB of one VRF and address family: every usable path per prefix and the selection.
 
 Most prefixes of a full table have one path. Such a prefix is stored as that ``Path`` alone
-(it is its own selection); a ``Dest`` with the path list and the selection exists only where
-there are several paths (or none is usable). ``get`` and ``items`` always hand out a
-``Dest``, so readers never see the difference. This halves the memory per route.
+(it is its own selection). Where every path is selected in order (two peers sending the
+same route: ECMP), the prefix is stored as the tuple of paths, shared by the prefixes of one
+UPDATE. A ``Dest`` with the path list and the selection exists only otherwise (some path not
+selected, or none usable). ``get`` and ``items`` always hand out a ``Dest``, so readers never
+see the difference. This halves the memory per route, and a second peer costs no per-prefix
+object at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import repeat
 
 from rib.decision import DEFAULT, Decision, select
 from rib.prefix import Afi, PrefixKey
@@ -34,6 +38,37 @@ class Dest:
         d.paths = d.selected = (path,)
         return d
 
+    @classmethod
+    def of(cls, paths: tuple[Path, ...], selected: tuple[Path, ...]) -> Dest:
+        d = cls()
+        d.paths, d.selected = paths, selected
+        return d
+
+
+# What the table stores per prefix: a Path (alone, selected), a tuple of paths (all selected,
+# in that order) or a Dest.
+Stored = Path | tuple[Path, ...] | Dest
+_new_change = tuple.__new__  # Change(...) without the named tuple's Python-level __new__
+
+
+def _as_dest(cur: Stored) -> Dest:
+    t = type(cur)
+    if t is Dest:
+        return cur  # type: ignore[return-value]
+    if t is tuple:
+        return Dest.of(cur, cur)  # type: ignore[arg-type]
+    return Dest.single(cur)  # type: ignore[arg-type]
+
+
+def _compact(dest: Dest) -> Stored:
+    """The smallest form that stores ``dest``."""
+    paths = dest.paths
+    if dest.selected is paths or (
+        len(paths) == len(dest.selected) and all(a is b for a, b in zip(paths, dest.selected, strict=True))
+    ):
+        return paths[0] if len(paths) == 1 else paths
+    return dest
+
 
 def _same_selection(a: tuple[Path, ...], b: tuple[Path, ...]) -> bool:
     if len(a) != len(b):
@@ -50,7 +85,7 @@ class LocRib:
         self.ecmp = ecmp
         self.multipath_relax = multipath_relax
         self.decision = decision
-        self.dests: dict[PrefixKey, Path | Dest] = {}
+        self.dests: dict[PrefixKey, Stored] = {}
         self.path_count = 0
         # Path objects are shared by the prefixes of one UPDATE, so the same contest (these
         # paths, this previous selection) repeats for each of them: decide it once. Keyed by
@@ -63,13 +98,11 @@ class LocRib:
 
     def items(self) -> Iterator[tuple[PrefixKey, Dest]]:
         for prefix, d in self.dests.items():
-            yield prefix, d if type(d) is Dest else Dest.single(d)  # type: ignore[arg-type]
+            yield prefix, _as_dest(d)
 
     def get(self, prefix: PrefixKey) -> Dest | None:
         d = self.dests.get(prefix)
-        if d is None or type(d) is Dest:
-            return d
-        return Dest.single(d)  # type: ignore[arg-type]
+        return None if d is None else _as_dest(d)
 
     def _alone(self, path: Path) -> bool:
         """Whether ``path`` may be stored alone: as the only path it is selected if usable."""
@@ -108,11 +141,13 @@ class LocRib:
                 dest = dests[prefix] = Dest.single(cur)
                 dest.paths = (path,)
                 return self._reselect(prefix, dest)
-            dest = dests[prefix] = Dest.single(cur)
+            dest = Dest.single(cur)
             dest.paths = self._pair(cur, path)
             self.path_count += 1
-            return self._reselect(prefix, dest)
-        dest = cur  # type: ignore[assignment]
+            change = self._reselect(prefix, dest)
+            dests[prefix] = _compact(dest) if self.decision.resolve is None else dest
+            return change
+        dest = _as_dest(cur)
         paths = dest.paths
         for i, p in enumerate(paths):
             if p.source is path.source:
@@ -123,26 +158,71 @@ class LocRib:
         else:
             dest.paths = (*paths, path)
             self.path_count += 1
-        return self._reselect(prefix, dest)
+        change = self._reselect(prefix, dest)
+        dests[prefix] = _compact(dest) if self.decision.resolve is None else dest
+        return change
 
     def update_many(self, prefixes: list[PrefixKey], path: Path) -> list[Change]:
-        """``update`` for each prefix with the same path (one UPDATE's NLRI), in one call."""
+        """``update`` for each prefix with the same path (one UPDATE's NLRI), in one call.
+
+        The two cases of a table load are inlined: a new prefix (the path alone is its
+        selection) and a prefix held by one other source's path (the second peer: ECMP). The
+        contest of ``path`` against one such path is decided once per UPDATE, and the
+        resulting tuple of paths is shared by every prefix it decides.
+        """
         dests = self.dests
         if self.decision.resolve is not None:
             return [c for c in (self.update(p, path) for p in prefixes) if c is not None]
-        out = []
+        out: list[Change] = []
+        append = out.append
         vrf, afi = self.vrf, self.afi
-        for prefix in prefixes:
-            if prefix not in dests:
-                # New prefix (the bulk of a table load): the path alone is the selection.
-                dests[prefix] = path
-                self.path_count += 1
-                out.append(Change(vrf, afi, prefix, (path,)))
-            else:
-                change = self.update(prefix, path)
-                if change is not None:
-                    out.append(change)
+        single = (path,)
+        src, attrs = path.source, path.attrs
+        if len(prefixes) > 1 and len(set(prefixes)) != len(prefixes):
+            prefixes = list(dict.fromkeys(prefixes))  # a repeat changes nothing more
+        # One probe of the large (cache-cold) dict per prefix: setdefault stores ``path`` for
+        # a new prefix (alone, it is the selection) and hands back what a known one holds.
+        before = len(dests)
+        curs = list(map(dests.setdefault, prefixes, repeat(path)))
+        added = len(dests) - before
+        self.path_count += added
+        if added == len(prefixes):  # all new: the bulk of a table load
+            return [_new_change(Change, (vrf, afi, p, single)) for p in prefixes]
+        # id of a held path -> (it, the pair, the new selection, whether it changed)
+        contests: dict[int, tuple[Path, tuple[Path, Path], tuple[Path, ...], bool]] = {}
+        for prefix, cur in zip(prefixes, curs, strict=True):
+            if cur is path:  # new: stored above
+                append(_new_change(Change, (vrf, afi, prefix, single)))
+                continue
+            if type(cur) is Path:
+                if cur.source is not src:
+                    hit = contests.get(id(cur))
+                    if hit is None:
+                        hit = contests[id(cur)] = self._contest(cur, path)
+                    _cur, pair, new, changed = hit
+                    # A Dest is updated in place by withdraw: one per prefix, never shared.
+                    dests[prefix] = pair if new is pair else Dest.of(pair, new)
+                    self.path_count += 1
+                    if changed:
+                        append(_new_change(Change, (vrf, afi, prefix, new)))
+                    continue
+                if cur.attrs is attrs:
+                    continue  # an identical re-announcement changes nothing
+            change = self.update(prefix, path)
+            if change is not None:
+                append(change)
         return out
+
+    def _contest(self, cur: Path, path: Path) -> tuple[Path, tuple[Path, Path], tuple[Path, ...], bool]:
+        """``path`` joins ``cur`` (another source's, alone and selected): the pair, the new
+        selection (the pair itself when both are selected in that order), and whether the
+        selection differs from ``(cur,)``. The same contest as ``update`` decides."""
+        pair = self._pair(cur, path)
+        previous = (cur,)
+        new = select(pair, self.ecmp, self.multipath_relax, self.decision, previous)
+        if len(new) == 2 and new[0] is cur and new[1] is path:
+            new = pair
+        return cur, pair, new, not _same_selection(new, previous)
 
     def withdraw(self, prefix: PrefixKey, source: Source) -> Change | None:
         dests = self.dests
@@ -155,7 +235,7 @@ class LocRib:
             del dests[prefix]
             self.path_count -= 1
             return Change(self.vrf, self.afi, prefix, ())
-        dest: Dest = cur  # type: ignore[assignment]
+        dest = _as_dest(cur)
         paths = dest.paths
         for i, p in enumerate(paths):
             if p.source is source:
@@ -169,8 +249,12 @@ class LocRib:
             dest.selected = ()
             return Change(self.vrf, self.afi, prefix, ())
         change = self._reselect(prefix, dest)
-        if len(paths) == 1 and dest.selected and dest.selected[0] is paths[0]:
+        if self.decision.resolve is None:
+            dests[prefix] = _compact(dest)
+        elif len(paths) == 1 and dest.selected and dest.selected[0] is paths[0]:
             dests[prefix] = paths[0]  # back to the compact form
+        else:
+            dests[prefix] = dest
         return change
 
     def _reselect(self, prefix: PrefixKey, dest: Dest) -> Change | None:
@@ -206,9 +290,11 @@ class LocRib:
         self._decided.clear()  # decided under the old settings
         changes = []
         for prefix, cur in list(self.dests.items()):
-            dest = cur if type(cur) is Dest else Dest.single(cur)  # type: ignore[arg-type]
+            dest = _as_dest(cur)
             ch = self._reselect(prefix, dest)
-            if len(dest.paths) > 1 or not dest.selected:
+            if self.decision.resolve is None:
+                self.dests[prefix] = _compact(dest)
+            elif len(dest.paths) > 1 or not dest.selected:
                 self.dests[prefix] = dest
             if ch is not None:
                 changes.append(ch)

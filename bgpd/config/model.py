@@ -71,6 +71,9 @@ class VrfConfig:
     name: str
     table: int
     rules: list[VrfRule] = field(default_factory=list)
+    # An l3mdev VRF device (`ip link add red type vrf table 100`): the VRF's sessions bind to it
+    # (SO_BINDTODEVICE). None: table-only mode, the sessions use the main table's routes.
+    device: str | None = None
 
 
 @dataclass(slots=True)
@@ -95,6 +98,8 @@ class NeighborConfig:
     export_defaulted: bool = False
     next_hop_self: bool = False
     max_prefixes: int = 0
+    # After a max_prefixes Cease: seconds until we reconnect (0: down until enable/reset).
+    max_prefixes_restart: int = 0
     address_families: list[Afi] = field(default_factory=lambda: [Afi.IPV4, Afi.IPV6])
     graceful_restart: bool = True
     restart_time: int = 120

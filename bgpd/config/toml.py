@@ -416,6 +416,7 @@ VRF_FIELDS: dict[str, Check] = {
     "table": int_range(1, U32_MAX, "table"),
     "rules": list_of(_rule, unique=True),
     "rule_priority": int_range(1, 32765, "rule priority"),
+    "device": _ifname,
 }
 NEIGHBOR_FIELDS: dict[str, Check] = {
     "address": _peer_ip,
@@ -435,6 +436,7 @@ NEIGHBOR_FIELDS: dict[str, Check] = {
     "export": _nonempty,
     "next_hop_self": _bool,
     "max_prefixes": int_range(0, U32_MAX),
+    "max_prefixes_restart": int_range(0, 86400),
     "address_families": list_of(_afi, nonempty=True, unique=True),
     "graceful_restart": _bool,
     "restart_time": int_range(0, 4095),  # a 12-bit field in the capability (RFC 4724)
@@ -615,6 +617,10 @@ class _Checker:
                 for key in ("rules", "rule_priority"):
                     if key in vals:
                         self.err(_join(path, key), "the main VRF is the main table: nothing to steer")
+                if "device" in vals:
+                    self.err(
+                        _join(path, "device"), "the main VRF has no VRF device: its sessions stay unbound"
+                    )
                 continue
             if table in RESERVED_TABLES:
                 self.err(tpath, f"table {table} is reserved by the kernel ({RESERVED_TABLES[table]})")
@@ -633,7 +639,7 @@ class _Checker:
                 )
                 for r in vals.get("rules", [])
             ]
-            vrfs[name] = VrfConfig(name, table, rules)
+            vrfs[name] = VrfConfig(name, table, rules, vals.get("device"))
         return vrfs, names
 
     def policies(self, doc: dict[str, Any]) -> tuple[dict[str, PolicyConfig], set[str]]:

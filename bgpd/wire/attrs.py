@@ -173,6 +173,8 @@ _LOCAL_PREF_HDR = bytes((WELL_KNOWN, LOCAL_PREF, 4))
 _NEXT_HOP_HDR = bytes((WELL_KNOWN, NEXT_HOP, 4))
 _ORIGINATOR_HDR = bytes((OPT_NON_TRANSITIVE, ORIGINATOR_ID, 4))
 _ATOMIC_ATTR = bytes((WELL_KNOWN, ATOMIC_AGGREGATE, 0))
+# COMMUNITIES with n < 64 values: flags, code, length and the values in one pack.
+_COMMUNITIES_HDRS = [struct.Struct(f">BBB{n}I") for n in range(64)]
 
 
 def attr_bytes(flags: int, code: int, value: bytes) -> bytes:
@@ -229,19 +231,19 @@ def encode_attrs(attrs: PathAttrs, four_octet: bool, next_hop: bool) -> bytes:
         as_path = bytes((WELL_KNOWN, AS_PATH, 2 + 4 * n, seg_type, n)) + _ARRAYS32[n].pack(*asns)
     else:
         as_path = attr_bytes(WELL_KNOWN, AS_PATH, encode_as_path(path, four_octet))
-    # (type code, encoded attribute) in type order; unknown attributes are merged in at the end.
-    parts: list[tuple[int, bytes]] = [(ORIGIN, _ORIGIN_ATTRS[attrs.origin]), (AS_PATH, as_path)]
+    # Encoded attributes, appended in type-code order; unknown ones are merged in at the end.
+    parts = [_ORIGIN_ATTRS[attrs.origin], as_path]
     if next_hop:
         nh = attrs.next_hop
         if nh is None or nh.version != 4:
             raise ValueError(f"IPv4 NLRI need an IPv4 next hop, got {nh}")
-        parts.append((NEXT_HOP, _NEXT_HOP_HDR + nh.packed))
+        parts.append(_NEXT_HOP_HDR + nh.packed)
     if attrs.med is not None:
-        parts.append((MED, _MED_HDR + _U32.pack(attrs.med)))
+        parts.append(_MED_HDR + _U32.pack(attrs.med))
     if attrs.local_pref is not None:
-        parts.append((LOCAL_PREF, _LOCAL_PREF_HDR + _U32.pack(attrs.local_pref)))
+        parts.append(_LOCAL_PREF_HDR + _U32.pack(attrs.local_pref))
     if attrs.atomic_aggregate:
-        parts.append((ATOMIC_AGGREGATE, _ATOMIC_ATTR))
+        parts.append(_ATOMIC_ATTR)
     as4_aggregator = b""
     if attrs.aggregator is not None:
         asn, ip = attrs.aggregator
@@ -251,33 +253,44 @@ def encode_attrs(attrs: PathAttrs, four_octet: bool, next_hop: bool) -> bytes:
             value = _AGGR2.pack(asn if asn <= 0xFFFF else AS_TRANS, _ipv4(ip))
             if asn > 0xFFFF:
                 as4_aggregator = _AGGR4.pack(asn, _ipv4(ip))
-        parts.append((AGGREGATOR, attr_bytes(OPT_TRANSITIVE, AGGREGATOR, value)))
+        parts.append(attr_bytes(OPT_TRANSITIVE, AGGREGATOR, value))
     if attrs.communities:
-        parts.append((COMMUNITIES, attr_bytes(OPT_TRANSITIVE, COMMUNITIES, _u32s(attrs.communities))))
+        comms = attrs.communities
+        n = len(comms)
+        if n < 64:
+            # Fits a one-byte length: header and values in one pack.
+            parts.append(_COMMUNITIES_HDRS[n].pack(OPT_TRANSITIVE, COMMUNITIES, 4 * n, *comms))
+        else:
+            parts.append(attr_bytes(OPT_TRANSITIVE, COMMUNITIES, _u32s(comms)))
     if attrs.originator_id is not None:
-        parts.append((ORIGINATOR_ID, _ORIGINATOR_HDR + _ipv4(attrs.originator_id)))
+        parts.append(_ORIGINATOR_HDR + _ipv4(attrs.originator_id))
     if attrs.cluster_list:
         value = b"".join([_ipv4(c) for c in attrs.cluster_list])
-        parts.append((CLUSTER_LIST, attr_bytes(OPT_NON_TRANSITIVE, CLUSTER_LIST, value)))
+        parts.append(attr_bytes(OPT_NON_TRANSITIVE, CLUSTER_LIST, value))
     if attrs.ext_communities:
         value = b"".join(attrs.ext_communities)
-        parts.append((EXT_COMMUNITIES, attr_bytes(OPT_TRANSITIVE, EXT_COMMUNITIES, value)))
+        parts.append(attr_bytes(OPT_TRANSITIVE, EXT_COMMUNITIES, value))
     if not four_octet:
         # RFC 6793 4.2.2: the real path for NEW speakers behind us, without confederation segments.
         if _needs_as4(path):
             as4 = tuple(seg for seg in path if seg[0] in (SegType.AS_SEQUENCE, SegType.AS_SET))
-            parts.append((AS4_PATH, attr_bytes(OPT_TRANSITIVE, AS4_PATH, encode_as_path(as4, True))))
+            parts.append(attr_bytes(OPT_TRANSITIVE, AS4_PATH, encode_as_path(as4, True)))
         if as4_aggregator:
-            parts.append((AS4_AGGREGATOR, attr_bytes(OPT_TRANSITIVE, AS4_AGGREGATOR, as4_aggregator)))
+            parts.append(attr_bytes(OPT_TRANSITIVE, AS4_AGGREGATOR, as4_aggregator))
     if attrs.large_communities:
         value = b"".join([_LARGE.pack(*lc) for lc in attrs.large_communities])
-        parts.append((LARGE_COMMUNITY, attr_bytes(OPT_TRANSITIVE, LARGE_COMMUNITY, value)))
+        parts.append(attr_bytes(OPT_TRANSITIVE, LARGE_COMMUNITY, value))
     if attrs.unknown:
         for flags, code, value in attrs.unknown:
-            parts.append((code, attr_bytes(flags, code, value)))
-        # Stable sort: only the unknown ones can be out of order.
-        parts.sort(key=lambda p: p[0])
-    return b"".join([p for _c, p in parts])
+            parts.append(attr_bytes(flags, code, value))
+        # Byte 1 of an encoded attribute is its type code. Stable sort: only the unknown ones
+        # can be out of order.
+        parts.sort(key=_type_code)
+    return b"".join(parts)
+
+
+def _type_code(encoded: bytes) -> int:
+    return encoded[1]
 
 
 def next_hop_bytes(nh: IPAddress | None, ll: IPAddress | None, v6_form: bool) -> bytes:

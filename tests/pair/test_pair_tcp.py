@@ -442,3 +442,38 @@ async def test_tcp_md5(ours: str, theirs: str, up: bool) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_prefix_limit_cease_stays_down_until_reset(pair: tuple[Speaker, Speaker]) -> None:
+    a, b = pair
+    b.session.prefix_limit_exceeded(Afi.IPV4, 20, 21)
+    await until(lambda: bool(a.rec.down), "A down")
+    assert "Maximum Number of Prefixes Reached" in a.rec.down[0]
+    assert b.session.last_error == "prefix limit 20 exceeded (21 received)"
+    assert b.session.state is State.IDLE and not b.session.enabled
+    await asyncio.sleep(0.6)  # A keeps reconnecting; B refuses while down
+    assert b.rec.up == 1 and "connection from disabled peer refused" in b.log.events("warning")
+    b.session.reset()  # an operator's reset (or enable) lifts it
+    await until(both_up(a, b, 2), "re-established after reset")
+
+
+async def test_prefix_limit_restart_timer_reconnects() -> None:
+    a = Speaker(65001, "10.0.0.1", 65002, passive=False)
+    b = Speaker(65002, "10.0.0.2", 65001, passive=True)
+    a.cfg.max_prefixes_restart = 1
+    a.cfg.port = await b.listen()
+    a.session.start()
+    b.session.start()
+    try:
+        await until(both_up(a, b), "established")
+        a.session.prefix_limit_exceeded(Afi.IPV6, 5, 6)
+        await until(lambda: bool(b.rec.down), "B down")
+        assert "Maximum Number of Prefixes Reached" in b.rec.down[0]
+        assert b.session.last_notification is not None and "received Cease" in b.session.last_notification
+        await asyncio.sleep(0.3)
+        assert a.session.state is State.IDLE  # still inside the restart time
+        await until(both_up(a, b, 2), "re-established by the restart timer", timeout=10)
+        assert a.session.enabled
+    finally:
+        await a.close()
+        await b.close()

@@ -53,7 +53,8 @@ def attrs(msg: bytes, start: int = 28) -> dict[int, bytes]:
 def encode(fib: nl.NetlinkFib, table: int, afi: Afi, ops: list) -> tuple[list[bytes], list[FibError]]:
     errors: list[FibError] = []
     out = []
-    for _base, data, _sent in fib._batches(table, afi, ops, errors):
+    wanted = dict(ops)
+    for _base, data, _sent in fib._batches(table, afi, list(wanted), list(wanted.values()), errors):
         out.extend(messages(data))
     return out, errors
 
@@ -158,7 +159,8 @@ def test_batches_split_by_size_with_consecutive_sequence_numbers() -> None:
     fib = nl.NetlinkFib(batch=4096)
     try:
         ops = [(key(f"10.{i // 256}.{i % 256}.0/24"), (ip("10.255.0.1"),)) for i in range(1000)]
-        batches = list(fib._batches(500, Afi.IPV4, ops, []))
+        wanted = dict(ops)
+        batches = list(fib._batches(500, Afi.IPV4, list(wanted), list(wanted.values()), []))
         assert len(batches) > 1
         seqs = []
         for base, data, sent in batches:
@@ -167,7 +169,7 @@ def test_batches_split_by_size_with_consecutive_sequence_numbers() -> None:
             assert len(msgs) == len(sent)
             got = [struct.unpack_from("=I", m, 8)[0] for m in msgs]
             assert got == list(range(base, base + len(msgs)))
-            assert [decode(m)[4] for m in msgs] == [p for p, _ in sent]
+            assert [decode(m)[4] for m in msgs] == sent
             seqs.extend(got)
         assert seqs == list(range(seqs[0], seqs[0] + 1000))
     finally:

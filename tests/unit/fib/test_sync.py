@@ -251,3 +251,22 @@ async def test_close_writes_pending_then_closes_backend() -> None:
     with pytest.raises(RuntimeError):
         await sync.flush_all()
     await sync.wait_idle()  # returns at once on a closed sync
+
+
+async def test_submit_many_coalesces_with_single_submissions(setup) -> None:
+    backend, sync = setup
+    backend.hold.clear()  # the writer blocks inside the first apply
+    sync.submit(254, Afi.IPV4, P4, A)
+    await asyncio.to_thread(backend.entered.wait, 5)
+    sync.submit(254, Afi.IPV4, P1, A)
+    sync.submit_many(254, Afi.IPV4, {P1: B, P2: AB, P3: ()})  # one UPDATE's changes
+    sync.submit_many(254, Afi.IPV4, {})
+    sync.submit(254, Afi.IPV4, P2, A)  # newer than the batch
+    assert sync.pending_count() == 3
+    assert sync.status(254, Afi.IPV4, P1) == "pending"
+    backend.hold.set()
+    await sync.wait_idle()
+    assert backend.tables[(254, Afi.IPV4)] == {P1: B, P2: A, P4: A}
+    assert sync.installed == backend.tables
+    # P3 was never installed: its delete was a no-op and never reached the backend.
+    assert all(p != P3 for _t, _a, p, _nh in ops_of(backend))
