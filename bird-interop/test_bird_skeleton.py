@@ -34,7 +34,7 @@ def _start(tmp: Path) -> SkeletonLab:
         lab.start_bgpd()
         wait_for("all sessions Established", lambda: all_established(lab), 40)
     except BaseException:
-        dump_logs(lab)
+        lab.dump_logs()
         lab.close()
         raise
     return lab
@@ -44,13 +44,6 @@ def all_established(lab: SkeletonLab) -> bool:
     assert lab.bgpd is not None
     states = {n["address"]: n["state"] for n in lab.bgpd.cli_json("show", "neighbors")["neighbors"]}
     return all(states.get(a) == "Established" for a in ALL_NEIGHBORS)
-
-
-def dump_logs(lab: SkeletonLab) -> None:
-    if lab.bgpd is not None:
-        print("---- bgpd log ----\n" + lab.bgpd.log_text()[-20000:])
-    for name, b in lab.birds.items():
-        print(f"---- {name} log ----\n" + b.log_text()[-5000:])
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +66,7 @@ def fresh(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SkeletonLa
     finally:
         rep = getattr(request.node, "rep_call", None)
         if rep is not None and rep.failed:
-            dump_logs(lab)
+            lab.dump_logs()
         lab.close()
 
 

@@ -91,13 +91,6 @@ def all_established(bgpd: Bgpd) -> bool:
     return all(states.get(a) == "Established" for a in NEIGHBORS)
 
 
-def dump_logs(lab: SkeletonLab) -> None:
-    if lab.bgpd is not None:
-        print("---- bgpd log ----\n" + lab.bgpd.log_text()[-20000:])
-    for name, b in lab.birds.items():
-        print(f"---- {name} log ----\n" + b.log_text()[-3000:])
-
-
 @pytest.fixture
 def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SkeletonLab]:
     _need_bird()
@@ -108,7 +101,7 @@ def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SkeletonLab]
     finally:
         rep = getattr(request.node, "rep_call", None)
         if rep is None or rep.failed:
-            dump_logs(lab)
+            lab.dump_logs()
         lab.close()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,8 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from lab.peers import wait_for
-from lab.topology import SkeletonLab
-from tests.support.netns import need_root
+from lab.topology import SkeletonLab, running_skeleton
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 
@@ -21,16 +19,8 @@ METRICS = '\n[metrics]\nlisten = "127.0.0.1:9179"\n'
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SkeletonLab]:
-    need_root()
-    if shutil.which("bird") is None:
-        pytest.skip("needs BIRD 2 (apt-get install bird2)")
-    sk = SkeletonLab(tmp_path_factory.mktemp("metrics")).build()
-    try:
-        sk.start_birds()
-        sk.start_bgpd(METRICS)
+    with running_skeleton(tmp_path_factory.mktemp("metrics"), METRICS) as sk:
         yield sk
-    finally:
-        sk.close()
 
 
 def scrape(lab: SkeletonLab, path: str = "/metrics") -> tuple[int, str]:

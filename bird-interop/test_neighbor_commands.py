@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
 from lab.peers import kernel_routes, wait_for
-from lab.topology import RED_TABLE, SkeletonLab
-from tests.support.netns import need_root
+from lab.topology import RED_TABLE, SkeletonLab, running_skeleton
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SkeletonLab]:
-    need_root()
-    if shutil.which("bird") is None:
-        pytest.skip("needs BIRD 2 (apt-get install bird2)")
-    sk = SkeletonLab(tmp_path_factory.mktemp("cmds")).build()
-    try:
-        sk.start_birds()
-        sk.start_bgpd()
-        wait_for("b1 Established", lambda: sk.bgpd.neighbor_state("10.91.1.2") == "Established", 40)  # type: ignore[union-attr]
+    with running_skeleton(tmp_path_factory.mktemp("cmds")) as sk:
         yield sk
-    finally:
-        sk.close()
 
 
 def n(lab: SkeletonLab) -> dict:  # type: ignore[type-arg]

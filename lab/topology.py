@@ -11,11 +11,15 @@ Used by the interop tests and by the lab.
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.netns import Lab, run
-from lab.peers import Bgpd, Bird
+from lab.peers import Bgpd, Bird, wait_for
 
 LOCAL_ASN = 65010
 BIRD_ASN = 65002
@@ -116,13 +120,45 @@ vrf = "red"
 
 
 @dataclass
-class SkeletonLab:
+class BirdLab:
+    """Our daemon in namespace "us" with BIRD routers around it: what the topologies share."""
+
     workdir: Path
     lab: Lab = field(default_factory=Lab)
     us: str = ""
     birds: dict[str, Bird] = field(default_factory=dict)
     bgpd: Bgpd | None = None
 
+    def _start_birds(self, configs: dict[str, str]) -> None:
+        for name, config in configs.items():
+            ns = f"{self.lab.prefix}{self.lab.tag}-{name}"
+            self.birds[name] = Bird(ns, self.workdir / name, "bird", config=config).start()
+
+    def _start_bgpd(self, make_config: Callable[[Path], str]) -> Bgpd:
+        wd = self.workdir / "us"
+        wd.mkdir(parents=True, exist_ok=True)
+        self.bgpd = Bgpd(self.us, wd, "bgpd", config=make_config(wd)).start()
+        return self.bgpd
+
+    def dump_logs(self) -> None:
+        if self.bgpd is not None:
+            print("---- bgpd log ----\n" + self.bgpd.log_text()[-20000:])
+        for name, b in self.birds.items():
+            print(f"---- {name} log ----\n" + b.log_text()[-5000:])
+
+    def close(self) -> None:
+        if self.bgpd is not None:
+            self.bgpd.stop()
+        for b in self.birds.values():
+            b.stop()
+        self.lab.close()
+
+    def ip(self, *args: str) -> str:
+        return run("ip", *args, ns=self.us).stdout
+
+
+@dataclass
+class SkeletonLab(BirdLab):
     def build(self) -> SkeletonLab:
         self.us = self.lab.ns("us")
         for name, b in BIRDS.items():
@@ -135,22 +171,29 @@ class SkeletonLab:
         return self
 
     def start_birds(self) -> None:
-        for name in BIRDS:
-            ns = f"{self.lab.prefix}{self.lab.tag}-{name}"
-            self.birds[name] = Bird(ns, self.workdir / name, "bird", config=bird_config(name)).start()
+        self._start_birds({name: bird_config(name) for name in BIRDS})
 
     def start_bgpd(self, extra: str = "") -> Bgpd:
-        wd = self.workdir / "us"
-        wd.mkdir(parents=True, exist_ok=True)
-        self.bgpd = Bgpd(self.us, wd, "bgpd", config=bgpd_config(wd, extra)).start()
-        return self.bgpd
+        return self._start_bgpd(lambda wd: bgpd_config(wd, extra))
 
-    def close(self) -> None:
-        if self.bgpd is not None:
-            self.bgpd.stop()
-        for b in self.birds.values():
-            b.stop()
-        self.lab.close()
 
-    def ip(self, *args: str) -> str:
-        return run("ip", *args, ns=self.us).stdout
+@contextmanager
+def running_skeleton(workdir: Path, extra: str = "") -> Iterator[SkeletonLab]:
+    """The skeleton lab built and started, b1's IPv4 session Established; closed on exit.
+
+    Skips the calling test (with the reason) when not root or BIRD is missing.
+    """
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: creates network namespaces and writes kernel routing tables")
+    if shutil.which("bird") is None:
+        pytest.skip("needs BIRD 2 (apt-get install bird2)")
+    sk = SkeletonLab(workdir).build()
+    try:
+        sk.start_birds()
+        bgpd = sk.start_bgpd(extra)
+        wait_for("b1 Established", lambda: bgpd.neighbor_state("10.91.1.2") == "Established", 40)
+        yield sk
+    finally:
+        sk.close()

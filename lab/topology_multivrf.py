@@ -13,12 +13,12 @@ extra configuration (e.g. policies) are parameters, so the policy interop test r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.netns import Lab, run
-from lab.peers import Bgpd, Bird
+from lab.peers import Bgpd
+from lab.topology import BirdLab
 
 LOCAL_ASN = 65010
 HOLD_TIME = 9
@@ -103,13 +103,7 @@ address_families = ["ipv4"]
 
 
 @dataclass
-class MultiVrfLab:
-    workdir: Path
-    lab: Lab = field(default_factory=Lab)
-    us: str = ""
-    birds: dict[str, Bird] = field(default_factory=dict)
-    bgpd: Bgpd | None = None
-
+class MultiVrfLab(BirdLab):
     def build(self) -> MultiVrfLab:
         self.us = self.lab.ns("us")
         for vrf, p in PEERS.items():
@@ -119,33 +113,12 @@ class MultiVrfLab:
         return self
 
     def start_birds(self) -> None:
-        for vrf in PEERS:
-            ns = f"{self.lab.prefix}{self.lab.tag}-{vrf}"
-            self.birds[vrf] = Bird(ns, self.workdir / vrf, "bird", config=bird_config(vrf)).start()
+        self._start_birds({vrf: bird_config(vrf) for vrf in PEERS})
 
     def start_bgpd(self, policies: dict[str, tuple[str, str]] | None = None, extra: str = "") -> Bgpd:
-        wd = self.workdir / "us"
-        wd.mkdir(parents=True, exist_ok=True)
-        self.bgpd = Bgpd(self.us, wd, "bgpd", config=bgpd_config(wd, policies, extra)).start()
-        return self.bgpd
+        return self._start_bgpd(lambda wd: bgpd_config(wd, policies, extra))
 
     def established(self) -> bool:
         assert self.bgpd is not None
         states = {n["address"]: n["state"] for n in self.bgpd.cli_json("show", "neighbors")["neighbors"]}
         return all(states.get(p["v4"][1]) == "Established" for p in PEERS.values())
-
-    def dump_logs(self) -> None:
-        if self.bgpd is not None:
-            print("---- bgpd log ----\n" + self.bgpd.log_text()[-20000:])
-        for name, b in self.birds.items():
-            print(f"---- {name} log ----\n" + b.log_text()[-5000:])
-
-    def close(self) -> None:
-        if self.bgpd is not None:
-            self.bgpd.stop()
-        for b in self.birds.values():
-            b.stop()
-        self.lab.close()
-
-    def ip(self, *args: str) -> str:
-        return run("ip", *args, ns=self.us).stdout
