@@ -10,8 +10,15 @@ Prints CPU seconds (process time) of the import only, the RSS growth it caused a
 --tracemalloc, Python-allocated bytes per route. The input (prefix keys, attribute sets) is
 built before the measurement: the keys are shared with the RIB, as the decoder's are.
 
+With --wire the table instead goes the daemon's whole way for one peer: encoded UPDATEs
+(bench/feed.py's table) through the framer and decoder, the RIB, and the daemon's FIB
+submission into ``FibSync`` with a backend that writes nothing: CPU is then decoding
+included, and the memory is the daemon's per-route state (decoder cache, Adj-RIB-In,
+Loc-RIB, FIB ``installed``). --top N lists where the traced memory lives, by source line.
+
 Usage: python bench/rib_import.py [--prefixes N] [--peers 1|2] [--policy all|attrs|prefix]
                                   [--gc default|freeze|periodic|off] [--export none|all] [--tracemalloc]
+                                  [--top N] [--wire]
 """
 
 from __future__ import annotations
@@ -96,9 +103,9 @@ def policy(kind: str) -> Filter:
     )
 
 
-def rss_kib() -> int:
+def rss_kib(field: str = "VmRSS") -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
 
@@ -115,6 +122,8 @@ def main() -> None:
         help="periodic: as the daemon does (gc.collect(1) + gc.freeze() every 100k routes)",
     )
     ap.add_argument("--tracemalloc", action="store_true")
+    ap.add_argument("--top", type=int, default=0, help="with --tracemalloc: the N biggest source lines")
+    ap.add_argument("--wire", action="store_true", help="decoder + RIB + FIB sync (null backend), 1 peer")
     ap.add_argument(
         "--export",
         choices=("none", "all"),
@@ -122,8 +131,29 @@ def main() -> None:
         help="export filter of the peers (all: each"
         " peer's routes are also exported to the other, Adj-RIB-Out included)",
     )
+    ap.add_argument(
+        "--decoder-cache",
+        type=int,
+        default=0,
+        help="with --wire: the decoder's cache size (default: the daemon's, bgpd.connection.DECODER_CACHE)",
+    )
+    ap.add_argument(
+        "--fib-rate",
+        type=float,
+        default=0.0,
+        help="with --wire: the null backend takes as long as a kernel writing this many routes/s",
+    )
+    ap.add_argument(
+        "--malloc",
+        choices=("daemon", "default"),
+        default="daemon",
+        help="with --wire: glibc's settings as the daemon sets them (bgpd/allocator.py) or its defaults",
+    )
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
+    if args.wire:
+        wire(args)
+        return
 
     rng = random.Random(args.seed)
     prefixes = make_prefixes(args.prefixes, rng)
@@ -213,6 +243,123 @@ def main() -> None:
     print(f"  RSS total {rss_kib() / 1024:.0f} MiB (input built before: {rss0 / 1024:.0f} MiB)")
     if args.tracemalloc:
         print(f"  tracemalloc: {traced / (len(prefixes) * args.peers):.0f} B per route (Python allocations)")
+        top(args.top)
+
+
+def top(n: int) -> None:
+    if not n:
+        return
+    root = str(Path(__file__).resolve().parent.parent) + "/"
+    for st in tracemalloc.take_snapshot().statistics("lineno")[:n]:
+        frame = st.traceback[0]
+        where = f"{frame.filename.replace(root, '')}:{frame.lineno}"
+        print(f"    {st.size / 2**20:7.1f} MiB {st.count:9,} blocks  {where}")
+
+
+class NullBackend:
+    """A FIB backend that writes nothing (so only our own state is measured); with ``rate``
+    it takes as long as a kernel writing ``rate`` routes/s, so that submissions queue up
+    behind the writer as in the daemon (its pending dicts are part of the peak)."""
+
+    def __init__(self, rate: float = 0.0) -> None:
+        self.rate = rate
+
+    def dump(self, table: int, afi: Afi) -> dict[PrefixKey, tuple[object, ...]]:
+        return {}
+
+    def apply(self, table: int, afi: Afi, ops: dict[PrefixKey, object]) -> list[object]:
+        if self.rate:
+            time.sleep(len(ops) / self.rate)  # the writer thread: releases the GIL as a syscall does
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def wire(args: argparse.Namespace) -> None:
+    """One peer's table through the daemon's own path, decoding and FIB submission included."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import feed
+
+    from bgpd.allocator import tune_malloc
+    from bgpd.connection import DECODER_CACHE
+    from bgpd.daemon import Daemon
+    from bgpd.wire import UpdateDecoder
+    from bgpd.wire.framing import MessageFramer
+    from fib.sync import FibSync
+
+    peer_as = 4_200_000_001
+    table = feed.make_table(Afi.IPV4, args.prefixes, peer_as, "192.0.2.1", args.seed)
+    chunks, _withdraw = feed.encode_table(table)
+    del table, _withdraw
+    fib = FibSync(NullBackend(args.fib_rate))  # type: ignore[arg-type]
+    rib = Rib(LOCAL_AS, router_id=1, ecmp=8)
+    rib.add_vrf("main")
+    # The daemon's own FIB submission, bound to the few attributes it reads.
+    daemon = SimpleNamespace(
+        fib=fib, recovery=None, vrf_tables={"main": 254}, _kernel_nexthops=Daemon._kernel_nexthops
+    )
+    rib.batch_subscribers.append(lambda changes: Daemon._to_kernel_many(daemon, changes))  # type: ignore[arg-type]
+    settings = ChannelSettings("192.0.2.1", "main", LOCAL_AS, peer_as, import_filter=policy(args.policy))
+    ch = Channel(settings, local_addrs={Afi.IPV4: ipaddress.ip_address("198.51.100.1")})
+    rib.add_channel(ch)
+    rib.channel_up(
+        ch, Source(SourceKind.EBGP, ipaddress.ip_address("192.0.2.1"), peer_as, 2, "feed"), [Afi.IPV4]
+    )
+    if args.malloc == "daemon":
+        tune_malloc()
+    cache_size = args.decoder_cache or DECODER_CACHE
+    framer = MessageFramer()
+    decoder = UpdateDecoder(four_octet=True, ebgp=True, cache_size=cache_size)
+    # The collector's own CPU time (its runs and the daemon's gc.collect(1) at each freeze).
+    gc_time, gc_start, gc_runs = [0.0], [0.0], [0]
+
+    def gc_cb(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_start[0] = time.process_time()
+        else:
+            gc_time[0] += time.process_time() - gc_start[0]
+            gc_runs[0] += 1
+
+    gc.collect()
+    gc.freeze()
+    gc.callbacks.append(gc_cb)
+    if args.tracemalloc:
+        tracemalloc.start()
+    rss0 = rss_kib()
+    t0 = time.process_time()
+    since_freeze = 0
+    for chunk in chunks:
+        for _type, body in framer.feed(chunk):
+            update = decoder.decode(body)
+            rib.receive(ch, update.announce, update.withdraw, 1.0)
+            since_freeze += sum(len(p) for _a, _t, p in update.announce)
+            if since_freeze >= 100_000:  # as the daemon does (Daemon._freeze_loaded)
+                since_freeze = 0
+                gc.collect(1)
+                gc.freeze()
+
+    async def idle() -> None:
+        await fib.wait_idle()
+
+    asyncio.run(idle())
+    cpu = time.process_time() - t0
+    gc.callbacks.remove(gc_cb)
+    del chunks
+    gc.collect()
+    n = args.prefixes
+    print(f"{n:,} prefixes from the wire, policy={args.policy}: decoder, RIB, FIB sync (null backend)")
+    print(f"  {cpu:.2f} s CPU, decoding included ({n / cpu:,.0f} prefixes/s), decoder cache {cache_size:,}")
+    print(f"  gc: {gc_time[0]:.3f} s CPU in {gc_runs[0]} collections ({100 * gc_time[0] / cpu:.1f} % of it)")
+    print(f"  {fib.installed_count():,} routes in the FIB's installed state")
+    print(f"  RSS +{(rss_kib() - rss0) / 1024:.0f} MiB ({(rss_kib() - rss0) * 1024 / n:.0f} B/route)")
+    print(f"  RSS {rss_kib() / 1024:.0f} MiB, peak (VmHWM) {rss_kib('VmHWM') / 1024:.0f} MiB")
+    if args.tracemalloc:
+        traced = tracemalloc.get_traced_memory()[0]
+        print(f"  tracemalloc: {traced / n:.0f} B per route (Python allocations)")
+        top(args.top)
 
 
 if __name__ == "__main__":

@@ -107,6 +107,8 @@ def _as_path_tail(path: dict[str, Any]) -> str:
 
 def _path_lines(prefix: str, path: dict[str, Any], multipath: bool) -> list[str]:
     peer = path.get("peer") or path.get("source") or "local"
+    if path.get("path_id") is not None:  # one of the peer's ADD-PATH paths
+        peer = f"{peer} id {path['path_id']}"
     best, ecmp = bool(path.get("best")), bool(path.get("ecmp"))
     line = f"{prefix:<{PREFIX_WIDTH}} unicast [{peer} {fmt_duration(path.get('age_s'))}]"
     if best or ecmp:
@@ -199,6 +201,10 @@ def _info(n: dict[str, Any]) -> str:
     if state.lower() == "established":
         counts = "/".join(_num(n.get(k)) for k in ("received", "accepted", "advertised"))
         return f"{state}  rcvd/acc/adv {counts}"
+    gr = n.get("graceful_restart")
+    if isinstance(gr, dict) and gr.get("state") == "restarting":  # we keep its routes as helper
+        left = _num(gr.get("time_left_s"))
+        return f"{state}  graceful restart: {_num(gr.get('stale'))} stale, {left}s left"
     return f"{state}  {n['last_error']}" if n.get("last_error") else state
 
 

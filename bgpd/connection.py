@@ -44,7 +44,9 @@ from bgpd.wire.messages import (
 )
 from rib.prefix import Afi, Safi
 
+HOLD_GRACE = 1.0  # seconds a hold timer is extended while the peer's bytes wait unread
 OPEN_HOLD_TIME = 240.0  # hold timer while waiting for the peer's OPEN (RFC 4271 8.2.2 "large value")
+DECODER_CACHE = 8192  # raw attribute blocks each session's decoder remembers (see ESTABLISH)
 
 
 @dataclass(slots=True)
@@ -58,6 +60,9 @@ class ConnParams:
     # Optional capabilities we advertise (RFC 4724, RFC 7911, RFC 8654, RFC 7313, RFC 8950, FQDN).
     graceful_restart: bool = False
     restart_time: int = 120
+    # Our own restart (bgpd/graceful.py): R bit while we recover, F bit for these families.
+    restart_state: bool = False
+    forwarding: frozenset[Afi] = frozenset()
     add_path: str = "off"  # "off" | "receive" | "send" | "both"
     extended_message: bool = True
     enhanced_route_refresh: bool = True
@@ -79,9 +84,11 @@ class ConnParams:
         if ext_nh and Afi.IPV4 in self.afis:
             caps.extended_next_hop = [(int(Afi.IPV4), int(Safi.UNICAST), int(Afi.IPV6))]
         if self.graceful_restart:
-            # We never restart with preserved forwarding state: R and F bits clear (RFC 4724 3).
+            # R: we restarted and are recovering; F: our kernel kept that family's routes (RFC 4724 3).
             caps.graceful_restart = GracefulRestart(
-                0, min(self.restart_time, 0xFFF), [(int(a), int(Safi.UNICAST), 0) for a in self.afis]
+                0x8 if self.restart_state else 0,
+                min(self.restart_time, 0xFFF),
+                [(int(a), int(Safi.UNICAST), 0x80 if a in self.forwarding else 0) for a in self.afis],
             )
         mode = _ADD_PATH_MODES.get(self.add_path)
         if mode:
@@ -345,8 +352,13 @@ class BgpConnection:
         deadlines = [d for d in (self._hold_deadline, self._keepalive_deadline) if d is not None]
         return min(deadlines) if deadlines else None
 
-    def handle_timer(self, now: float) -> list[Event]:
+    def handle_timer(self, now: float, input_pending: bool = False) -> list[Event]:
+        """Run the timers due at ``now``. ``input_pending``: the peer's bytes wait unread on our
+        side (we were busy), so an expired hold timer is our delay, not the peer's silence: it
+        gets HOLD_GRACE more, as BIRD gives one when its socket has data (bgp_hold_timeout)."""
         self._now = now
+        if self._hold_deadline is not None and now >= self._hold_deadline and input_pending:
+            self._hold_deadline = now + HOLD_GRACE
         if self._hold_deadline is not None and now >= self._hold_deadline:
             hold = self.negotiated.hold_time if self.negotiated else OPEN_HOLD_TIME
             self._input(FsmEvent.HOLD_TIMER_EXPIRES, now, reason=f"hold timer expired ({hold:g} s)")
@@ -394,11 +406,12 @@ class BgpConnection:
         self._input(event, now, error=err, reason=reason)
         return self._take_events()
 
-    def connection_lost(self, now: float) -> list[Event]:
+    def connection_lost(self, now: float, reason: str = "connection closed by peer") -> list[Event]:
+        """TCP ended (also our own close without NOTIFICATION: a graceful restart, RFC 4724)."""
         if self.closed:
             return []
         self._now = now
-        self._input(FsmEvent.TCP_CONNECTION_FAILS, now, reason="connection closed by peer")
+        self._input(FsmEvent.TCP_CONNECTION_FAILS, now, reason=reason)
         return self._take_events()
 
     # --- message dispatch --------------------------------------------------------------
@@ -630,6 +643,10 @@ class BgpConnection:
                 four_octet=neg.four_octet,
                 ebgp=p.ebgp,
                 local_asn=p.local_asn,
+                # A table's sets repeat in nearby UPDATEs (a set split over several messages):
+                # a few thousand recent blocks get those hits; 200k would keep ~12 MiB of raw
+                # blocks per session after the load, for a re-send the session never makes.
+                cache_size=DECODER_CACHE,
                 families=[int(a) for a in neg.afis],
                 add_path_rx=[int(a) for a in neg.add_path_rx],
             )

@@ -22,7 +22,6 @@ traceback and answered as an internal error; the server goes on either way.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import grp
 import json
@@ -31,7 +30,12 @@ import os
 import socket
 import stat
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+# The server's methods import asyncio themselves: bgpd-cli imports this module for the client,
+# and asyncio would double its start-up time (~0.13 s of ~0.25 s on a busy 2-core machine).
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "MAX_REQUEST",
@@ -41,6 +45,7 @@ __all__ = [
     "ControlServer",
     "ControlSocketError",
     "ControlUnreachable",
+    "Encoded",
     "request",
 ]
 
@@ -48,7 +53,18 @@ MAX_REQUEST = 64 * 1024  # bytes in one request line; requests are tiny, so more
 MAX_UNIX_PATH = 107  # sun_path is 108 bytes with the terminating NUL
 SOCKET_MODE = 0o660
 
-Handler = Callable[[list[str], dict[str, Any]], Awaitable[dict[str, Any]]]
+
+class Encoded:
+    """A handler's answer already encoded: the JSON text of its ``data`` object. A big answer
+    (a full table) is encoded in slices by the handler, so the loop is never held for long."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, json: bytes) -> None:
+        self.json = json
+
+
+Handler = Callable[[list[str], dict[str, Any]], Awaitable[dict[str, Any] | Encoded]]
 
 
 class CommandError(ValueError):
@@ -111,6 +127,8 @@ class ControlServer:
 
     async def start(self) -> None:
         """Create the socket. Raises ControlSocketError (with a one-line reason) if it cannot."""
+        import asyncio  # here, not at the top: see the imports
+
         path = self.path
         if len(os.fsencode(path)) > MAX_UNIX_PATH:
             raise ControlSocketError(f"{path}: longer than {MAX_UNIX_PATH} bytes, the limit of a Unix socket")
@@ -156,6 +174,8 @@ class ControlServer:
 
     async def _clear_stale(self, path: str) -> None:
         """Remove a socket file left by a dead daemon; refuse if a live one answers on it."""
+        import asyncio  # here, not at the top: see the imports
+
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -180,6 +200,8 @@ class ControlServer:
 
     async def close(self) -> None:
         """Stop listening, drop open connections and remove the socket file (if it is still ours)."""
+        import asyncio  # here, not at the top: see the imports
+
         server, self._server = self._server, None
         if server is None:
             return
@@ -198,6 +220,8 @@ class ControlServer:
         self._inode = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import asyncio  # here, not at the top: see the imports
+
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -241,6 +265,8 @@ class ControlServer:
         name = " ".join(command)
         try:
             data = await self._handler(command, args)
+            if isinstance(data, Encoded):
+                return b'{"ok":true,"data":' + data.json + b"}\n"
         except ValueError as e:  # CommandError and the like: the operator's mistake, not ours
             self._emit("info", "control command refused", command=name, reason=str(e))
             return _error(str(e))

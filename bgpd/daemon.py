@@ -11,22 +11,27 @@ import asyncio
 import contextlib
 import gc
 import ipaddress
+import json
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+from bgpd.allocator import tune_malloc
 from bgpd.config.errors import ConfigError
 from bgpd.config.model import Config, NeighborConfig, NetworkConfig
 from bgpd.config.toml import load_config
-from bgpd.control import ControlServer
+from bgpd.control import ControlServer, Encoded
+from bgpd.graceful import Helper, Recovery
+from bgpd.igp import KernelIgp
 from bgpd.listener import Listener
 from bgpd.log import get_logger
 from bgpd.originate import BlackholeRoutes
-from bgpd.outbound import pack_pending
+from bgpd.outbound import pack_pending, take_batch
 from bgpd.sdnotify import Notifier
-from bgpd.session import PeerSession
-from bgpd.views import counts_json, routes_json
+from bgpd.session import OUT_QUEUE_CAP, OUT_QUEUE_HEADROOM, PeerSession
+from bgpd.views import counts_json, iter_routes_json, routes_json
 from bgpd.wire import UpdateEncoder
 from bgpd.wire.messages import Update
 from fib.model import FibBackend, NextHops, RuleSpec
@@ -46,6 +51,15 @@ if TYPE_CHECKING:
 
 # Neighbour keys that only the filters use: changing them needs no new session.
 _FILTER_KEYS = ("import_", "export", "next_hop_self", "import_defaulted", "export_defaulted", "description")
+
+
+# Seconds to let a burst of kernel route changes gather before re-evaluating the next hops.
+IGP_SETTLE = 0.05
+# Routes of a table dump (a session coming up) queued per loop turn: a few ms of work.
+DUMP_SLICE = 2000
+# `show routes` of more routes than SLICED_ROUTES is built and encoded ROUTES_SLICE per loop turn.
+SLICED_ROUTES = 10_000
+ROUTES_SLICE = 1000
 
 
 def _same_session(old: NeighborConfig, new: NeighborConfig) -> bool:
@@ -84,6 +98,11 @@ class Peer:
     channel: Channel
     session: PeerSession
     encoder: UpdateEncoder | None = None
+    out_queue_peak: int = 0  # the most bytes queued for the peer in this session
+
+
+# Next-hop sets handed to the FIB, each kept once (see Daemon._kernel_nexthops).
+_NEXTHOPS: dict[NextHops, NextHops] = {}
 
 
 class Daemon:
@@ -103,6 +122,13 @@ class Daemon:
         self.vrf_tables = {name: v.table for name, v in config.vrfs.items()}
         self.fib: FibSync | None = None
         self.rules: RuleWriter | None = None  # the VRFs' steering `ip rule`s (real kernel only)
+        # Other protocols' kernel routes and the addresses (real kernel only): next-hop
+        # resolution and IGP cost, connected prefixes, redistribution (bgpd/igp.py).
+        self.igp: KernelIgp | None = None
+        self._igp_timer: asyncio.TimerHandle | None = None
+        self._reselect_handle: asyncio.Handle | None = None  # the next re-evaluation slice
+        self._reselect_began = (0.0, 0, 0)  # (monotonic time, prefixes looked at, slices) then
+        self._igp_redumping: asyncio.Future[None] | None = None
         if config.kernel.enabled:
             fib_log = self.log.bind(component="fib")
             monitor = None
@@ -113,6 +139,7 @@ class Daemon:
                 # Routes changed by others (ip route, a link going down) are seen and repaired.
                 monitor = fib_backend.open_monitor()
                 self.rules = RuleWriter(config.kernel.protocol)
+                self.igp = self._open_igp(config, rid)
                 if missing_net_admin():
                     fib_log.error(
                         "kernel routes cannot be written: this process lacks CAP_NET_ADMIN "
@@ -122,6 +149,18 @@ class Daemon:
             self.fib = FibSync(fib_backend, fib_log, monitor=monitor, protocol=config.kernel.protocol)
             self.rib.batch_subscribers.append(self._to_kernel_many)
         self.peers: dict[str, Peer] = {}
+        # Graceful restart (bgpd/graceful.py): the helper role for every neighbour, and our own
+        # recovery after a restart with [router] graceful_restart.
+        self.graceful = Helper(
+            self.rib,
+            self.log.bind(component="graceful"),
+            self._schedule_flush,
+            lambda seconds, fn: asyncio.get_running_loop().call_later(seconds, fn),
+        )
+        self.recovery: Recovery | None = None
+        self._recovery_timer: asyncio.TimerHandle | None = None
+        self._recovery_task: asyncio.Future[None] | None = None
+        self._graceful_stop = False
         self.blackholes = BlackholeRoutes()
         self.listener: Listener | None = None
         self.control: ControlServer | None = None
@@ -138,11 +177,19 @@ class Daemon:
     def _kernel_nexthops(best: tuple[Path, ...]) -> NextHops:
         if not best or best[0].source.kind == SourceKind.LOCAL:
             return ()
-        return tuple(p.attrs.next_hop for p in best if p.attrs.next_hop is not None)
+        nh = tuple(p.attrs.next_hop for p in best if p.attrs.next_hop is not None)
+        # Interned: a full table has a handful of next-hop sets, and the FIB keeps one per
+        # route (its installed state); one shared tuple each instead of one per UPDATE.
+        shared = _NEXTHOPS.setdefault(nh, nh)
+        if shared is nh and len(_NEXTHOPS) > 65_536:
+            _NEXTHOPS.clear()  # pathological churn of next hops: the routes keep their tuples
+        return shared
 
     def _to_kernel_many(self, changes: list[Change]) -> None:
         """One UPDATE's changes (the RIB batches them by VRF and family): one FIB submission."""
         assert self.fib is not None
+        if self.recovery is not None and self.recovery.active:
+            return  # our graceful restart: the kernel keeps the old state until one reconcile at the end
         first = changes[0]
         nexthops = self._kernel_nexthops
         # The prefixes of one UPDATE share their selection tuple: build its next hops once, so
@@ -198,6 +245,104 @@ class Daemon:
         if start and specs:
             self.log.info("vrf steering rules", rules=[s.describe() for s in specs], failed=len(errors))
 
+    # --- the kernel as IGP: resolution, connected prefixes, redistribution ----------------------
+
+    def _open_igp(self, config: Config, rid: int) -> KernelIgp | None:
+        try:
+            return KernelIgp(config, self.rib, rid, self.log.bind(component="igp"))
+        except OSError as exc:
+            self.log.error(
+                "kernel routes cannot be watched: every next hop counts as resolvable, "
+                "nothing is redistributed",
+                error=str(exc),
+            )
+            return None
+
+    async def _start_igp(self) -> None:
+        """Dump the kernel (before any session is up), then follow its notifications."""
+        igp = self.igp
+        if igp is None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            igp.load(await loop.run_in_executor(None, igp.dump))
+        except OSError as exc:
+            self.log.error("kernel routes could not be dumped", error=str(exc))
+            igp.close()
+            self.igp = None
+            return
+        igp.configure(self.config, self.filters)
+        self._kick_reselect()
+        loop.add_reader(igp.watch.fileno(), self._igp_readable)
+
+    def _igp_readable(self) -> None:
+        igp = self.igp
+        if igp is None:
+            return
+        try:
+            due = igp.read()
+        except OSError as exc:  # the socket broke: stop following (the last view stays in force)
+            self.log.error(
+                "kernel route monitor failed; kernel changes are no longer followed", error=str(exc)
+            )
+            asyncio.get_running_loop().remove_reader(igp.watch.fileno())
+            return
+        if due and self._igp_timer is None:
+            # A burst (a link down takes many routes) is re-evaluated once, a moment later.
+            self._igp_timer = asyncio.get_running_loop().call_later(IGP_SETTLE, self._igp_settle)
+
+    def _igp_settle(self) -> None:
+        self._igp_timer = None
+        igp = self.igp
+        if igp is None:
+            return
+        if igp.settle([p.channel for p in self.peers.values() if p.channel.up]):
+            self._igp_redumping = asyncio.ensure_future(self._igp_redump())
+        self._kick_reselect()
+        self._schedule_flush()
+
+    def _kick_reselect(self) -> None:
+        """Next hops resolve differently: their prefixes are decided again a slice per turn."""
+        if self._reselect_handle is None and self.igp is not None and self.igp.reselect.busy:
+            r = self.igp.reselect
+            self._reselect_began = (time.monotonic(), r.decided, r.slices)
+            self._reselect_handle = asyncio.get_running_loop().call_soon(self._reselect_slice)
+
+    def _reselect_slice(self) -> None:
+        self._reselect_handle = None
+        igp = self.igp
+        if igp is None:
+            return
+        before = igp.reselect.decided
+        more = igp.reselect_step()
+        if igp.reselect.decided // 100_000 != before // 100_000:
+            # Deciding a table again makes a new object per prefix, as loading it does: out of
+            # the collector's way likewise (see _freeze_loaded), or one turn walks them all.
+            gc.collect(1)
+            gc.freeze()
+        self._schedule_flush()  # this slice's changes to the kernel and the peers
+        if more:  # call_soon: what is ready (sessions, timers, the CLI) runs before the next slice
+            self._reselect_handle = asyncio.get_running_loop().call_soon(self._reselect_slice)
+            return
+        began, decided, slices = self._reselect_began
+        self.log.info(
+            "next hops re-evaluated",
+            prefixes=igp.reselect.decided - decided,
+            slices=igp.reselect.slices - slices,
+            seconds=round(time.monotonic() - began, 3),
+        )
+
+    async def _igp_redump(self) -> None:
+        igp = self.igp
+        if igp is None:
+            return
+        try:
+            igp.load(await asyncio.get_running_loop().run_in_executor(None, igp.dump))
+        except OSError as exc:
+            self.log.error("kernel routes could not be dumped", error=str(exc))
+            return
+        self._igp_settle()
+
     # --- peers ----------------------------------------------------------------------------------
 
     def _channel_settings(self, cfg: NeighborConfig) -> ChannelSettings:
@@ -224,6 +369,11 @@ class Daemon:
         vrf = self.config.vrfs.get(cfg.vrf)
         device = vrf.device if vrf is not None else None  # the VRF's l3mdev device, if it names one
         session = PeerSession(cfg, self.config.router.asn, self.config.router.router_id, self, log, device)
+        rec = self.recovery
+        if rec is not None and rec.active and cfg.graceful_restart:
+            session._params.restart_state = True  # R bit: we restarted (RFC 4724 4.1)
+        if rec is not None and cfg.graceful_restart:
+            session._params.forwarding = rec.forwarding  # F bit: the kernel kept these families
         if cfg.import_defaulted or cfg.export_defaulted:
             log.warning(
                 "ebgp neighbor without import/export policy exchanges no routes there (RFC 8212)",
@@ -250,10 +400,24 @@ class Daemon:
         )
         ch = peer.channel
         ch.local_addrs = self._local_addrs(session)
+        if self.igp is not None:
+            self.igp.set_connected(ch)  # the session's subnet: third-party next hops
         peer.encoder = UpdateEncoder(
             neg.four_octet, max_len=neg.max_message_len, add_path_tx=[int(a) for a in neg.add_path_tx]
         )
-        self.rib.channel_up(ch, source, [a for a in neg.afis if a in peer.cfg.address_families])
+        peer.out_queue_peak = 0
+        ch.add_path_rx = frozenset(neg.add_path_rx)  # a path per path id (RFC 7911)
+        ch.add_path_tx = frozenset(neg.add_path_tx)  # every path that passes export
+        # A restarting peer's new session takes over its stale routes (or sweeps them).
+        source = self.graceful.session_up(peer.cfg.key, ch, source, neg, peer.cfg.stale_time)
+        afis = [a for a in neg.afis if a in peer.cfg.address_families]
+        if not self.rib.channel_up(ch, source, afis, DUMP_SLICE):
+            asyncio.get_running_loop().call_soon(self._dump_slice, ch)
+        rec = self.recovery
+        if rec is not None and rec.active:
+            rec.session_up(peer.cfg.key, afis, neg.graceful_restart)
+            rec.held.add(ch)  # our table and End-of-RIB wait for the end of our recovery
+            self._check_recovery()
         self._schedule_flush()
 
     def _local_addrs(self, session: PeerSession) -> dict[Afi, IPAddress]:
@@ -268,13 +432,31 @@ class Daemon:
         peer = self.peers.get(session.cfg.key)
         if peer is None:
             return
-        self.rib.channel_down(peer.channel)
         peer.encoder = None
+        if self._graceful_stop:
+            return  # our own graceful restart: the RIB dies with us, nothing is withdrawn anywhere
+        if self.recovery is not None:
+            self.recovery.held.discard(peer.channel)
+        kept = self.graceful.session_down(session.cfg.key, peer.channel, session.last_close, session.enabled)
+        if not kept:
+            self.rib.channel_down(peer.channel)
         self._schedule_flush()
 
     def update_received(self, session: PeerSession, update: Update) -> None:
         peer = self._peer_of(session)
-        self.rib.receive(peer.channel, update.announce, update.withdraw, time.monotonic())
+        self.rib.receive(
+            peer.channel,
+            update.announce,
+            update.withdraw,
+            time.monotonic(),
+            update.announce_path_ids,
+            update.withdraw_path_ids,
+        )
+        if update.end_of_rib is not None:
+            self.graceful.end_of_rib(peer.cfg.key, peer.channel, update.end_of_rib)
+            if self.recovery is not None and self.recovery.active:
+                self.recovery.end_of_rib(peer.cfg.key, update.end_of_rib)
+                self._check_recovery()
         self._freeze_loaded(update)
         limit = peer.cfg.max_prefixes
         if limit and update.announce and (received := peer.channel.received()) > limit:
@@ -313,6 +495,13 @@ class Daemon:
         self.rib.dirty.add(ch)
         self._schedule_flush()
 
+    def _dump_slice(self, ch: Channel) -> None:
+        """The next slice of a table dump to a new session: one per loop turn, so the other
+        sessions' reads, timers and the control socket run in between."""
+        if not self.rib.continue_dump(ch, DUMP_SLICE):
+            asyncio.get_running_loop().call_soon(self._dump_slice, ch)
+        self._schedule_flush()
+
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -321,21 +510,57 @@ class Daemon:
     def _flush(self) -> None:
         """Send every channel's pending changes, packed into as few UPDATEs as possible."""
         self._flush_scheduled = False
+        held = self.recovery.held if self.recovery is not None else ()
         for ch in self.rib.take_dirty():
+            if ch in held:
+                continue  # deferred until our recovery ends (its pending stays in the channel)
             peer = self.peers.get(ch.name)
-            pending, eor = ch.take_pending()
             if peer is None or peer.encoder is None:
+                ch.take_pending()
                 continue
-            msgs = pack_pending(peer.encoder, pending, eor)
+            self._send_pending(peer)
+
+    def _send_pending(self, peer: Peer) -> None:
+        """Pack and queue ``peer``'s pending changes while its output queue is under the cap.
+
+        Batches are sized from the bytes per change of the previous one (256 at first), so the
+        queue stays under ``OUT_QUEUE_CAP`` (UPDATEs under it by ``OUT_QUEUE_HEADROOM``). At the
+        cap the rest stays in the channel, where newer changes replace older ones per prefix,
+        and the session calls ``output_drained`` once the peer has read what is queued.
+        """
+        ch, session, encoder = peer.channel, peer.session, peer.encoder
+        assert encoder is not None
+        per_change = 256
+        while ch.has_pending():
+            room = OUT_QUEUE_CAP - OUT_QUEUE_HEADROOM - session.output_backlog
+            if room < per_change:
+                session.notify_when_drained()
+                return
+            pending, eor = take_batch(ch, max(1, room // per_change))
+            msgs = pack_pending(encoder, pending, eor)
+            n = sum(len(v) for v in pending.values())
+            size = sum(map(len, msgs))
             self.log.debug(
                 "sending updates",
                 peer=ch.name,
-                changes=sum(len(v) for v in pending.values()),
+                changes=n,
                 end_of_rib=[a.name_lower for a in eor],
                 messages=len(msgs),
+                bytes=size,
             )
-            if msgs:
-                peer.session.send_updates(msgs)
+            if not msgs or not session.send_updates(msgs):
+                ch.take_pending()  # not Established (any more): the next session gets the table
+                return
+            peer.out_queue_peak = max(peer.out_queue_peak, session.output_backlog)
+            if n:
+                per_change = max(1, -(-size // n))
+
+    def output_drained(self, session: PeerSession) -> None:
+        """A peer's output queue drained: go on with what waits in its channel."""
+        peer = self.peers.get(session.cfg.key)
+        if peer is not None and peer.channel.has_pending():
+            self.rib.dirty.add(peer.channel)
+            self._schedule_flush()
 
     # --- origination ----------------------------------------------------------------------------
 
@@ -362,6 +587,7 @@ class Daemon:
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def run(self) -> int:
+        tune_malloc()  # big tables back to the system when freed (bgpd/allocator.py)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
@@ -385,12 +611,16 @@ class Daemon:
         if self.fib is not None:
             tables = [(v.table, afi) for v in cfg.vrfs.values() for afi in Afi]
             try:
-                await self.fib.reconcile({}, tables)
+                if cfg.router.graceful_restart:
+                    self._begin_recovery(await self.fib.adopt(tables))
+                else:
+                    await self.fib.reconcile({}, tables)
             except OSError as exc:  # the RIB and sessions still run; routes are written as they come
                 self.log.error("kernel tables could not be reconciled at start", error=str(exc))
         if self.rules is not None:
             await self._write_rules(start=True)
         self.originate_networks()
+        await self._start_igp()
         await self._sync_blackholes()
         for ncfg in cfg.neighbors:
             self.peers[ncfg.key] = self._make_peer(ncfg)
@@ -425,34 +655,116 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
 
+    # --- our own graceful restart (restarting speaker) -------------------------------------------
+
+    def _begin_recovery(self, found: dict[tuple[int, Afi], int]) -> None:
+        """Kernel routes of ours were kept by the previous run: recover gracefully (RFC 4724 4.1)."""
+        forwarding = frozenset(afi for (_t, afi), n in found.items() if n)
+        if not forwarding:
+            self.log.info("graceful restart: no kernel routes kept, a fresh start")
+            return
+        gr = [n for n in self.config.neighbors if n.graceful_restart]
+        wait = max((n.restart_time for n in gr), default=0)
+        self.recovery = Recovery({n.key for n in gr}, {}, forwarding, time.monotonic() + wait)
+        self._recovery_timer = asyncio.get_running_loop().call_later(wait, self._recovery_expired)
+        self.log.info(
+            "graceful restart: recovering, kernel routes kept until the peers' End-of-RIB",
+            kept=sum(found.values()),
+            families=sorted(a.name_lower for a in forwarding),
+            waiting=sorted(n.key for n in gr),
+            deadline_s=wait,
+        )
+
+    def _recovery_expired(self) -> None:
+        if self.recovery is not None:
+            self.recovery.deadline = 0.0  # the timer may run a clock tick early: it decides
+        self._check_recovery()
+
+    def _check_recovery(self) -> None:
+        rec = self.recovery
+        if rec is not None and rec.active and rec.done(time.monotonic()):
+            rec.active = False
+            self._recovery_task = asyncio.ensure_future(self._end_recovery(rec))
+
+    def _kernel_desired(self) -> dict[tuple[int, Afi], dict[PrefixKey, NextHops]]:
+        """What the RIB selects for the kernel, every table: O(table), once per recovery."""
+        out: dict[tuple[int, Afi], dict[PrefixKey, NextHops]] = {}
+        for name, table_id in self.vrf_tables.items():
+            for afi in Afi:
+                routes = out.setdefault((table_id, afi), {})
+                for prefix, dest in self.rib.table(name, afi).items():
+                    nexthops = self._kernel_nexthops(dest.selected)
+                    if nexthops:
+                        routes[prefix] = nexthops
+        return out
+
+    async def _end_recovery(self, rec: Recovery) -> None:
+        """Every graceful-restart peer sent End-of-RIB (or our restart time ran out): delete the
+        kernel routes no peer gave back, then send everyone our table and End-of-RIB."""
+        if self._recovery_timer is not None:
+            self._recovery_timer.cancel()
+            self._recovery_timer = None
+        self.log.info(
+            "graceful restart: recovery done", timed_out=bool(rec.waiting), waiting=sorted(rec.waiting)
+        )
+        for peer in self.peers.values():
+            peer.session._params.restart_state = False
+        if self.fib is not None and not self._graceful_stop:
+            tables = [(v.table, afi) for v in self.config.vrfs.values() for afi in Afi]
+            try:
+                await self.fib.reconcile(self._kernel_desired(), tables)
+            except (OSError, RuntimeError) as exc:
+                self.log.error("kernel tables could not be reconciled after graceful restart", error=str(exc))
+        for ch in rec.held:
+            if ch.up:
+                self.rib.dirty.add(ch)
+        rec.held.clear()
+        self._schedule_flush()
+
     async def shutdown(self) -> None:
         self.log.info("stopping")
         self.notifier.stopping()
         self.notifier.stop_watchdog()
         if self.listener is not None:
             await self.listener.close()
-        if self.fib is not None and self.config.kernel.persist:
+        # Graceful restart ([router] graceful_restart): the kernel keeps our routes and the
+        # sessions end without NOTIFICATION, so the peers keep forwarding to us (RFC 4724).
+        graceful = self.fib is not None and self.config.router.graceful_restart
+        keep = self.config.kernel.persist or graceful
+        if self.fib is not None and keep:
             # Persist: the kernel keeps what it has now, so the withdrawals that closing the
             # sessions makes in the RIB must not reach it.
             with contextlib.suppress(ValueError):
                 self.rib.batch_subscribers.remove(self._to_kernel_many)
-        await asyncio.gather(
-            *(p.session.stop(2, "daemon shutting down") for p in self.peers.values()), return_exceptions=True
-        )
+        if self._recovery_timer is not None:
+            self._recovery_timer.cancel()
+        if graceful:
+            self._graceful_stop = True
+            stops = [p.session.stop_graceful() for p in self.peers.values()]
+        else:
+            stops = [p.session.stop(2, "daemon shutting down") for p in self.peers.values()]
+        await asyncio.gather(*stops, return_exceptions=True)
         if self.fib is not None:
-            if self.config.kernel.persist:
+            if keep:
                 await self.fib.wait_idle()
             else:
                 await self.fib.flush_all()
             await self.fib.close()
         if self.rules is not None:
-            if not self.config.kernel.persist:  # persisted routes keep their steering
+            if not keep:  # persisted routes keep their steering
                 await self._write_rules(start=False)
             self.rules.close()
         if self.metrics is not None:
             await self.metrics.close()
-        if not self.config.kernel.persist:
+        if not keep:
             await self._sync_blackholes(set())
+        if self._reselect_handle is not None:
+            self._reselect_handle.cancel()
+            self._reselect_handle = None
+        if self.igp is not None:
+            asyncio.get_running_loop().remove_reader(self.igp.watch.fileno())
+            self.igp.close()
+            self.igp = None
         if self.control is not None:
             await self.control.close()
         self.log.info("stopped")
@@ -487,9 +799,19 @@ class Daemon:
             if old.policies.get(name) != new.policies.get(name)
         }
         added = removed = restarted = refiltered = 0
+        # A VRF whose device changed: its sessions' sockets are bound to the old one
+        # (SO_BINDTODEVICE), so they are reset (Cease 6) and come back bound to the new one.
+        rebound = {
+            name for name, v in new.vrfs.items() if name in old.vrfs and old.vrfs[name].device != v.device
+        }
+        if rebound:
+            self.log.info(
+                "vrf device changed: its sessions restart",
+                vrfs={name: [old.vrfs[name].device, new.vrfs[name].device] for name in sorted(rebound)},
+            )
         for key, ncfg in old_n.items():
             fresh = new_n.get(key)
-            if fresh is not None and _same_session(ncfg, fresh):
+            if fresh is not None and _same_session(ncfg, fresh) and fresh.vrf not in rebound:
                 peer = self.peers[key]
                 peer.cfg = fresh
                 peer.session.cfg = fresh
@@ -504,6 +826,7 @@ class Daemon:
                 continue
             peer = self.peers.pop(key)
             await peer.session.stop(3 if fresh is None else 6, "configuration changed")
+            self.graceful.forget(key, peer.channel)
             self.rib.remove_channel(peer.channel)
             removed += fresh is None
             restarted += fresh is not None
@@ -524,6 +847,9 @@ class Daemon:
             if old_nets.get(k) != net:
                 self.rib.originate(net.vrf, net.afi, net.prefix, self._network_attrs(net), now)
         await self._sync_blackholes()
+        if self.igp is not None:  # new VRFs' resolvers, direct neighbours, redistribute entries
+            self.igp.configure(new, filters)
+            self._kick_reselect()
         for name in set(old.vrfs) - set(new.vrfs):
             # Its neighbours and networks are gone by now, and so are its routes.
             self.vrf_tables.pop(name, None)
@@ -547,8 +873,25 @@ class Daemon:
             for afi in Afi
         ]
 
+    async def _routes_sliced(self, view: Iterator[dict[str, Any]]) -> Encoded:
+        """`show routes` of a big table, encoded ROUTES_SLICE routes per loop turn: a full table
+        takes seconds to build and encode, and the sessions and other requests go on meanwhile."""
+        encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+        parts: list[bytes] = []
+        chunk: list[dict[str, Any]] = []
+        for entry in view:
+            chunk.append(entry)
+            if len(chunk) == ROUTES_SLICE:
+                parts.append(encode(chunk)[1:-1].encode())
+                chunk = []
+                await asyncio.sleep(0)
+        if chunk:
+            parts.append(encode(chunk)[1:-1].encode())
+        return Encoded(b'{"routes":[' + b",".join(parts) + b"]}")
+
     def neighbor_json(self, peer: Peer) -> dict[str, Any]:
         s, ch, cfg = peer.session, peer.channel, peer.cfg
+        now = time.monotonic()
         up = s.established_at
         neg = s.negotiated
         out: dict[str, Any] = {
@@ -573,7 +916,22 @@ class Daemon:
             "notifications_out": s.notifications_out,
             "import": cfg.import_,
             "export": cfg.export,
+            # Output backpressure: bytes queued for the peer now (at most out_queue_cap), the
+            # most in this session, and changes waiting in the channel (coalesced per prefix).
+            "out_queue_bytes": s.output_backlog,
+            "out_queue_peak": peer.out_queue_peak,
+            "out_queue_cap": OUT_QUEUE_CAP,
+            "out_pending": sum(len(v) for v in ch.pending.values()),
+            "graceful_restart": self.graceful.json(cfg.key, ch, cfg.graceful_restart),
         }
+        rec = self.recovery
+        if rec is not None and cfg.graceful_restart:
+            out["graceful_restart"]["our_restart"] = {
+                "recovering": rec.active,
+                "waiting_end_of_rib": cfg.key in rec.waiting if rec.active else False,
+                "forwarding": sorted(a.name_lower for a in rec.forwarding),
+                "time_left_s": round(max(0.0, rec.deadline - now), 1) if rec.active else None,
+            }
         if neg is not None and ch.up:
             out["negotiated"] = {
                 "router_id": neg.peer_router_id,
@@ -588,7 +946,7 @@ class Daemon:
             out["negotiated"]["capabilities"] = neg.capabilities_json()
         return out
 
-    async def handle_command(self, command: list[str], args: dict[str, Any]) -> dict[str, Any]:
+    async def handle_command(self, command: list[str], args: dict[str, Any]) -> dict[str, Any] | Encoded:
         now = time.monotonic()
         match command:
             case ["show", "routes"]:
@@ -602,7 +960,11 @@ class Daemon:
                     except ValueError:
                         raise ValueError(f"{prefix!r} is not an address or prefix") from None
                 fib_status = self.fib.status_detail if self.fib is not None else None
-                return routes_json(tables, prefix, bool(args.get("all")), now, fib_status)
+                stale = self.graceful.is_stale
+                if prefix is None and sum(len(t) for _v, _id, t in tables) > SLICED_ROUTES:
+                    view = iter_routes_json(tables, None, bool(args.get("all")), now, fib_status, stale)
+                    return await self._routes_sliced(view)
+                return routes_json(tables, prefix, bool(args.get("all")), now, fib_status, stale)
             case ["show", "neighbors" | "protocols"]:
                 addr = args.get("address")
                 peers = list(self.peers.values())

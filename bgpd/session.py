@@ -31,13 +31,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import ipaddress
 import random
 import socket
 import struct
+import termios
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from structlog.typing import FilteringBoundLogger
 
@@ -65,11 +69,24 @@ from bgpd.wire.messages import Open, Update
 from rib.prefix import Afi, IPAddress
 
 READ_SIZE = 65536
+# Fairness: one loop serves every peer, the timers and the control socket. Received bytes go to
+# their connection FEED_SIZE at a time, a piece per connection in turn, for at most LOOP_ROUND
+# seconds per loop turn (``_Feeder``).
+FEED_SIZE = 2048
+LOOP_ROUND = 0.01
 MAX_RETRY = 60.0  # cap of the reconnect back-off (seconds)
 STABLE_AFTER = 60.0  # a session up longer than this resets the back-off
 CONNECT_TIMEOUT = 10.0  # minimum time a connect attempt is given
 FLUSH_TIMEOUT = 2.0  # how long a closing connection may take to send its NOTIFICATION
 HEX_EXCERPT = 64  # bytes of an offending message shown in the log
+# Bytes queued for one peer (ours and the transport's, not the kernel's socket buffer) beyond
+# which the daemon packs no more UPDATEs for it until the queue drains: a peer that stops
+# reading costs at most this much, while its unsent changes wait in its channel, coalesced
+# per prefix (O(table), never O(changes)). UPDATEs stop OUT_QUEUE_HEADROOM short of the cap:
+# room for a NOTIFICATION and the KEEPALIVEs (19 bytes an interval) of a peer that keeps its
+# session up without reading (RFC 9687's send hold timer would end that; not done yet).
+OUT_QUEUE_CAP = 1 << 20
+OUT_QUEUE_HEADROOM = 4096
 # Internal errors (a bug in the codec or a handler) end the session with a bare Cease: the peer
 # did nothing wrong, and the reconnect makes it re-send everything.
 _INTERNAL_ERROR = (ErrCode.CEASE, 0)
@@ -88,6 +105,8 @@ class SessionHandler(Protocol):
 
     def refresh_requested(self, session: PeerSession, afi: Afi) -> None: ...
 
+    def output_drained(self, session: PeerSession) -> None: ...
+
 
 def _excerpt(data: bytes) -> str:
     text = data[:HEX_EXCERPT].hex()
@@ -100,8 +119,11 @@ class _Link:
     __slots__ = (
         "abort_handle",
         "conn",
+        "drained",
         "finished",
         "inbound",
+        "inbox",
+        "inbox_pos",
         "reader",
         "session",
         "timer",
@@ -126,6 +148,11 @@ class _Link:
         self.abort_handle: asyncio.TimerHandle | None = None
         self.wake = asyncio.Event()
         self.finished = False  # the BgpConnection ended (transport may still be flushing)
+        # Received bytes not yet given to ``conn`` (from ``inbox_pos`` on); ``drained`` is set
+        # when the feeder has given them all, and the reader reads on.
+        self.inbox = b""
+        self.inbox_pos = 0
+        self.drained = asyncio.Event()
 
     def _open_hook(self, peer_open: Open) -> bool:
         return self.session._resolve_collision(self, peer_open)
@@ -133,6 +160,54 @@ class _Link:
     @property
     def direction(self) -> str:
         return "inbound" if self.inbound else "outbound"
+
+
+class _Feeder:
+    """Gives the received bytes of every connection on one loop to their ``BgpConnection``, a
+    piece (FEED_SIZE) per connection in turn, for at most LOOP_ROUND seconds per loop turn.
+
+    Fifty peers sending their tables at once then delay the timers (KEEPALIVEs, hold timers)
+    and the control socket by one round, not by a pass over everybody's input; and each
+    reader reads on only once its bytes are through (TCP pushes back on a fast sender).
+    """
+
+    _by_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Feeder]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self) -> None:
+        self.queue: deque[_Link] = deque()
+        self.task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Feeder:
+        feeder = cls._by_loop.get(loop)
+        if feeder is None:
+            feeder = cls._by_loop[loop] = cls()
+        return feeder
+
+    def submit(self, link: _Link) -> None:
+        self.queue.append(link)
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        queue = self.queue
+        try:
+            while queue:
+                start = time.perf_counter()
+                while queue and time.perf_counter() - start < LOOP_ROUND:
+                    link = queue.popleft()
+                    if link.session._feed_piece(link):
+                        queue.append(link)
+                    else:
+                        link.drained.set()
+                await asyncio.sleep(0)
+        finally:
+            self.task = None
+            for link in queue:  # cancelled (the loop is closing): let the readers end
+                link.drained.set()
+            queue.clear()
 
 
 class PeerSession:
@@ -169,6 +244,7 @@ class PeerSession:
         self.last_error = ""
         self.last_notification: str | None = None
         self.negotiated: Negotiated | None = None
+        self.last_close: SessionClosed | None = None  # how the last session ended (graceful restart)
         self.flaps = 0
         # internals
         self._base_state = State.IDLE  # the session-level FSM state (no connection yet)
@@ -188,6 +264,7 @@ class PeerSession:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._limit_handle: asyncio.TimerHandle | None = None  # max_prefixes restart timer
         self._limit_down = False  # disabled by max_prefixes (reset brings it back, like enable)
+        self._drain_wanted = False  # the handler waits for our output queue to drain
 
     # --- read-only views -------------------------------------------------------------------
 
@@ -261,6 +338,13 @@ class PeerSession:
         name = link.writer.get_extra_info("sockname")
         return sockopts.normalise_address(name[0]) if name else None
 
+    def notify_when_drained(self) -> None:
+        """Call ``handler.output_drained`` once everything queued so far has gone to the kernel."""
+        link = self._established
+        if link is not None:
+            self._drain_wanted = True
+            link.wake.set()
+
     @property
     def output_backlog(self) -> int:
         """Bytes queued towards the peer and not yet accepted by the kernel (0 when down)."""
@@ -287,6 +371,26 @@ class PeerSession:
             self._limit_handle.cancel()
             self._limit_handle = None
         self._shutdown(subcode, message)
+        await self._wait_tasks()
+
+    async def stop_graceful(self) -> None:
+        """Close every connection without a NOTIFICATION and never reconnect: a peer that
+        negotiated graceful restart keeps our routes as the helper (RFC 4724 4.2, as BIRD's
+        `graceful restart` does). Peers without it see a TCP close and withdraw."""
+        self._stopped = True
+        if self._limit_handle is not None:
+            self._limit_handle.cancel()
+            self._limit_handle = None
+        self._cancel_retry()
+        self._cancel_connect()
+        if self._loop is not None:
+            now = self._now()
+            for link in list(self._links):
+                if not link.finished:
+                    reason = "closed locally without NOTIFICATION (graceful restart)"
+                    self._after(link, link.conn.connection_lost(now, reason))
+        self._base_state = State.IDLE
+        self._note_state()
         await self._wait_tasks()
 
     def disable(self, message: str = "") -> None:
@@ -363,13 +467,16 @@ class PeerSession:
             self._log.info("prefix limit restart timer expired, reconnecting")
             self.enable()
 
-    def send_updates(self, msgs: list[bytes]) -> None:
-        """Queue encoded UPDATE messages for the established connection (dropped when down)."""
+    def send_updates(self, msgs: list[bytes]) -> bool:
+        """Queue encoded UPDATE messages for the established connection (dropped when down:
+        returns False)."""
         link = self._established
         if link is None or not msgs:
-            return
+            return False
         if link.conn.send_update_bytes(msgs, self._now()):
             self._after(link, [])
+            return True
+        return False
 
     def request_refresh(self, afi: Afi) -> bool:
         """Send ROUTE-REFRESH for ``afi``; False when down or not negotiated."""
@@ -575,13 +682,49 @@ class PeerSession:
             if not data:
                 self._after(link, link.conn.connection_lost(self._now()))
                 return
+            link.inbox, link.inbox_pos = data, 0
+            link.drained.clear()
+            assert self._loop is not None
+            _Feeder.of(self._loop).submit(link)
+            await link.drained.wait()
+
+    def _feed_piece(self, link: _Link) -> bool:
+        """Give the connection the next piece of ``link.inbox``; True while some are left."""
+        if not link.finished:
+            pos = link.inbox_pos
+            piece = link.inbox[pos : pos + FEED_SIZE]
+            link.inbox_pos = pos + len(piece)
             now = self._now()
             try:
-                events = link.conn.receive_data(data, now)
+                events = link.conn.receive_data(piece, now)
             except Exception:  # a codec bug: the peer's bytes are not to blame
-                self._log.exception("internal error while decoding", data=_excerpt(data))
+                self._log.exception("internal error while decoding", data=_excerpt(piece))
                 events = link.conn.close(now, *_INTERNAL_ERROR)
-            self._after(link, events)
+            try:
+                self._after(link, events)
+            except Exception:  # a bug here must not stop the feeder, which serves every peer
+                self._log.exception("internal error while handling received messages")
+                if not link.finished:
+                    self._after(link, link.conn.close(now, *_INTERNAL_ERROR))
+            if not link.finished and link.inbox_pos < len(link.inbox):
+                return True
+        link.inbox, link.inbox_pos = b"", 0
+        return False
+
+    @staticmethod
+    def _input_pending(link: _Link) -> bool:
+        """Whether bytes from the peer wait on our side: in the reader's hands, in the stream's
+        buffer or in the socket. A hold timer running out then is our delay, not its silence."""
+        if link.inbox_pos < len(link.inbox) or getattr(link.reader, "_buffer", None):  # no public size
+            return True
+        sock = link.writer.get_extra_info("socket")
+        if sock is None:
+            return False
+        try:
+            queued = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return False
+        return struct.unpack("i", queued)[0] > 0
 
     async def _write_loop(self, link: _Link) -> None:
         try:
@@ -593,6 +736,10 @@ class PeerSession:
                     continue
                 if link.finished:
                     break
+                if self._drain_wanted and link is self._established:
+                    self._drain_wanted = False
+                    self._call(link, self.handler.output_drained)
+                    continue
                 link.wake.clear()
                 await link.wake.wait()
         except (ConnectionError, OSError) as exc:
@@ -607,7 +754,8 @@ class PeerSession:
     def _on_timer(self, link: _Link, deadline: float) -> None:
         link.timer = None
         # asyncio may run a timer a clock tick early; the connection must see its deadline reached.
-        self._after(link, link.conn.handle_timer(max(self._now(), deadline)))
+        now = max(self._now(), deadline)
+        self._after(link, link.conn.handle_timer(now, input_pending=self._input_pending(link)))
 
     def _after(self, link: _Link, events: list[Event], lost_reason: str = "") -> None:
         """Dispatch a connection's events, wake its writer, re-arm its timer."""
@@ -732,6 +880,7 @@ class PeerSession:
             stable = self.established_at is not None and time.monotonic() - self.established_at > STABLE_AFTER
             self.established_at = None
             self.flaps += 1
+            self.last_close = ev
             self._call(link, self.handler.session_down, reason)
         if not self._links:
             self._links_gone(stable)

@@ -86,6 +86,26 @@ def kernel_matches_rib(lab: SkeletonLab, unresolved_ok: bool = False) -> bool:
     return bool(want) and kernel_ours(lab.us) == installed
 
 
+# What the two BIRDs announce once both sessions are up: prefix -> next hops in the RIB.
+FULL_RIB: Routes = {
+    "192.0.2.0/24": frozenset({"10.91.1.2", "10.91.2.2"}),
+    "198.51.100.0/24": frozenset({"10.91.1.2"}),
+    "203.0.113.0/24": frozenset({"10.91.2.2"}),
+    "2001:db8:100::/48": frozenset({"fd91:1::2", "fd91:2::2"}),
+}
+
+# b2's IPv4 session disabled: its routes gone, 192.0.2.0/24 via b1 alone.
+WITHOUT_B2_V4: Routes = {
+    "192.0.2.0/24": frozenset({"10.91.1.2"}),
+    "198.51.100.0/24": frozenset({"10.91.1.2"}),
+    "2001:db8:100::/48": frozenset({"fd91:1::2", "fd91:2::2"}),
+}
+
+
+def rib_complete(bgpd: Bgpd) -> bool:
+    return rib_for_kernel(bgpd)[0] == FULL_RIB
+
+
 def all_established(bgpd: Bgpd) -> bool:
     states = {n["address"]: n["state"] for n in bgpd.cli_json("show", "neighbors")["neighbors"]}
     return all(states.get(a) == "Established" for a in NEIGHBORS)
@@ -140,7 +160,13 @@ def our_rules(ns: str) -> list[tuple[str, int, str, str | None, str | None]]:
 
 def test_kernel_follows_rib_through_hand_changes_links_withdrawals_and_stop(lab: SkeletonLab) -> None:
     bgpd = start(lab, rules=True)
-    wait_for("kernel == RIB after start", lambda: kernel_matches_rib(lab), 20)
+    # Established is not enough: the second BIRD's UPDATE may still be on its way, and the
+    # kernel matches a RIB that holds one path. Wait for both paths, then compare.
+    wait_for(
+        "both BIRDs' paths in the RIB and kernel == RIB after start",
+        lambda: all_established(bgpd) and rib_complete(bgpd) and kernel_matches_rib(lab),
+        20,
+    )
     assert our_rules(lab.us) == sorted(
         [
             ("-4", 1000, "10.10.0.0/16", None, None),
@@ -183,7 +209,9 @@ def test_kernel_follows_rib_through_hand_changes_links_withdrawals_and_stop(lab:
     # BIRD may reset its session over the flapped link; once it is back, the kernel still agrees.
     wait_for("all sessions Established after the flap", lambda: all_established(bgpd), 40)
     wait_for(
-        "kernel == RIB with b1 back", lambda: kernel_matches_rib(lab) and len(kernel_ours(lab.us)) == 4, 10
+        "kernel == RIB with b1 back",
+        lambda: rib_complete(bgpd) and kernel_matches_rib(lab) and len(kernel_ours(lab.us)) == 4,
+        10,
     )
 
     # BIRD b2 withdraws its routes: 203.0.113.0/24 goes, 192.0.2.0/24 shrinks to b1 alone.
@@ -208,7 +236,9 @@ def test_persist_keeps_routes_after_stop_and_next_start_reconciles(lab: Skeleton
     config = bgpd_config(wd).replace("protocol = 186", "protocol = 186\npersist = true")
     bgpd = lab.bgpd = Bgpd(lab.us, wd, "bgpd", config=config).start()
     wait_for("all sessions Established", lambda: all_established(bgpd), 40)
-    wait_for("kernel == RIB", lambda: kernel_matches_rib(lab), 20)
+    wait_for(
+        "both paths in the RIB and kernel == RIB", lambda: rib_complete(bgpd) and kernel_matches_rib(lab), 20
+    )
     before = kernel_ours(lab.us)
     assert len(before) == 4
     assert bgpd.stop() == 0
@@ -220,7 +250,11 @@ def test_persist_keeps_routes_after_stop_and_next_start_reconciles(lab: Skeleton
     wait_for("all sessions Established", lambda: all_established(bgpd), 40)
     wait_for(
         "kernel == RIB after a restart over persisted routes",
-        lambda: kernel_matches_rib(lab) and "203.0.113.0/24" not in kernel_ours(lab.us),
+        lambda: (
+            rib_for_kernel(bgpd)[0] == WITHOUT_B2_V4
+            and kernel_matches_rib(lab)
+            and "203.0.113.0/24" not in kernel_ours(lab.us)
+        ),
         20,
     )
     assert kernel_ours(lab.us)["192.0.2.0/24"] == {"10.91.1.2"}

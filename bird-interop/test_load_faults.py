@@ -1,32 +1,45 @@
 """Load and faults: many peers at once, each with its own table, and faulty peers that hurt
-only themselves.
+only themselves, while the control socket keeps answering within a second.
 
-    inj (50 Python BGP speakers, 10.70.1.1 .. 10.70.1.50) ---- us (bgpd, 10.70.0.1)
+    inj (50 BGP speakers, 10.70.1.1 .. 10.70.1.50) ---- us (bgpd, 10.70.0.1)
 
-One injector process (a thread per peer, tables pre-encoded with ``bgpd.wire.UpdateEncoder``)
-connects every peer to us, sends its table (distinct /32s per peer) and keeps the session
-alive. Once every route is in the kernel, three peers misbehave on a signal: one resets its
-connection in the middle of an UPDATE, one sends garbage, one goes silent for longer than the
-hold time. Only those three sessions may go down and only their routes may leave the kernel.
+The injector (``lab/injector.py``, one process, a thread per peer) connects every peer to us,
+waits until all are up, then sends every table at once (distinct /32s per peer) and keeps the
+sessions alive; a session that ends is reconnected and its table sent again. Once every
+route is in the kernel, three peers misbehave: one resets its connection in the middle of an
+UPDATE, one sends garbage, one goes silent for longer than the hold time. Only those three
+sessions may go down and only their routes may leave the kernel.
 
-Size: ``PEERS`` x ``PREFIXES`` (BGPD_LOAD_PEERS / BGPD_LOAD_PREFIXES; bench/ has a harness for
-big loads). The issue asks for 50 x 10000; the default is 50 x 1000 (50k kernel routes, loaded in
-~6 s) so the module fits the ~60 s budget of this 2-core machine. The sessions all come up first,
-then the tables flow (a barrier in the injector).
+From the daemon's start to the end of the faults a thread asks the control socket, over and
+over, `show neighbors`, `show routes --count` and `show routes PREFIX` (what ``bgpd-cli``
+sends) and times each answer: the slowest must be under ``CLI_BOUND`` (1 s, issue #5);
+another runs a whole ``bgpd-cli`` process once a second (see ``check_cli``).
+
+Size: ``PEERS`` x ``PREFIXES`` (BGPD_LOAD_PEERS / BGPD_LOAD_PREFIXES), by default the issue's
+50 x 10,000: 500k kernel routes, all in within 8-22 s on this 2-core machine (quiet or busy),
+the module 21-43 s. Figures (time to all Established and to all routes in the kernel, the
+control answers' worst and median per command and phase, the daemon's peak RSS) are printed
+(run with ``-s``) and written to ``load-figures.json`` in the test's work directory.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bgpd.control import request
+from bgpd.control import ControlClientError, request
+from lab.injector import peer_address
 from lab.netns import Lab, run
 from lab.peers import Bgpd, Process, wait_for
 from tests.support.netns import need_root
@@ -34,120 +47,25 @@ from tests.support.netns import need_root
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 
 PEERS = int(os.environ.get("BGPD_LOAD_PEERS", "50"))
-PREFIXES = int(os.environ.get("BGPD_LOAD_PREFIXES", "1000"))
+PREFIXES = int(os.environ.get("BGPD_LOAD_PREFIXES", "10000"))
 LOCAL_ASN = 65010
 US = "10.70.0.1"
 HOLD = 9
 STALL_HOLD = 6  # the stalling peer offers 6 s: it is declared dead 6 s after it goes quiet
 FAULTS = {1: "reset", 2: "garbage", 3: "stall"}  # peer index -> fault
+CLI_BOUND = 1.0  # issue #5: the CLI answers within a second throughout
+CLI_PROCESS = "bgpd-cli --json show neighbors (process)"
+LOAD_TIMEOUT = 60 + PEERS * PREFIXES / 5000  # generous: 50 x 10k loads in 10-15 s here
 
-
-def peer_address(i: int) -> str:
-    return f"10.70.1.{i + 1}"
-
-
-INJECTOR = r"""
-import os, socket, struct, sys, threading, time
-from bgpd.wire import MessageFramer, encode_keepalive, encode_open
-from bgpd.wire.update import UpdateEncoder
-from rib.attrs import PathAttrs
-from rib.prefix import Afi
-import ipaddress
-
-us, n_peers, n_prefixes, hold, stall_hold, go = (
-    sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
-faults = dict(kv.split("=") for kv in sys.argv[7].split(",") if kv)
-
-def table(i):
-    enc = UpdateEncoder(four_octet=True)
-    nh = ipaddress.ip_address(f"10.70.1.{i + 1}")
-    base = (11 << 24) + i * n_prefixes
-    msgs = []
-    for g in range(0, n_prefixes, 10):  # 10 prefixes per attribute set, like a real table
-        attrs = PathAttrs(origin=0, as_path=((2, (65100 + i, 64512 + g % 1000)),), next_hop=nh)
-        keys = [bytes([32]) + (base + j).to_bytes(4, "big") for j in range(g, min(g + 10, n_prefixes))]
-        msgs += enc.announce(Afi.IPV4, attrs, keys)
-    msgs.append(enc.end_of_rib(Afi.IPV4))
-    return msgs
-
-def peer(i):
-    fault = faults.get(str(i), "")
-    src = f"10.70.1.{i + 1}"
-    msgs = table(i)
-    my_hold = stall_hold if fault == "stall" else hold
-    while True:
-        s = socket.socket()
-        s.bind((src, 0))
-        try:
-            s.connect((us, 179))
-            break
-        except OSError:
-            s.close()
-            time.sleep(0.5)
-    s.sendall(encode_open(65100 + i, my_hold, src, [(1, 1)]))
-    framer = MessageFramer()
-    seen = []
-    while len(seen) < 2:
-        data = s.recv(4096)
-        if not data:
-            print(f"peer {i}: closed during OPEN", flush=True)
-            return
-        seen += list(framer.feed(data))
-    s.sendall(encode_keepalive())
-    alive = threading.Event()
-    def reader():
-        try:
-            while s.recv(65536):
-                pass
-        except OSError:
-            pass
-        alive.set()
-    threading.Thread(target=reader, daemon=True).start()
-    lock = threading.Lock()
-    quiet = threading.Event()
-    def keepalives():
-        while not alive.wait(max(1.0, my_hold / 3)):
-            if quiet.is_set():
-                continue
-            try:
-                with lock:
-                    s.sendall(encode_keepalive())
-            except OSError:
-                return
-    threading.Thread(target=keepalives, daemon=True).start()
-    try:
-        all_up.wait(60)  # every session is up before the tables flow (see the module doc)
-    except threading.BrokenBarrierError:
-        pass
-    buf = b"".join(msgs)
-    with lock:
-        s.sendall(buf)
-    print(f"peer {i}: table sent ({len(msgs)} messages)", flush=True)
-    if not fault:
-        alive.wait()
-        return
-    while not os.path.exists(go):
-        time.sleep(0.1)
-    if fault == "reset":
-        with lock:
-            s.sendall(msgs[0][: len(msgs[0]) // 2])  # half an UPDATE, then a TCP reset
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            s.close()
-    elif fault == "garbage":
-        with lock:
-            s.sendall(b"\x00" * 16 + b"\x00\x13\x04")  # a broken marker
-    elif fault == "stall":
-        quiet.set()  # no KEEPALIVE any more, connection left open
-    print(f"peer {i}: fault {fault} done", flush=True)
-    alive.wait()
-
-all_up = threading.Barrier(n_peers)
-threads = [threading.Thread(target=peer, args=(i,), daemon=True) for i in range(n_peers)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-"""
+# What the probe asks, as bgpd-cli sends it (bgpd/control.py lists the shapes).
+PROBES: dict[str, tuple[list[str], dict[str, Any]]] = {
+    "show neighbors": (["show", "neighbors"], {"address": None}),
+    "show routes --count": (["show", "routes"], {"vrf": None, "all": False, "prefix": None, "count": True}),
+    "show routes PREFIX": (
+        ["show", "routes"],
+        {"vrf": None, "all": False, "prefix": "11.0.0.7/32", "count": False},
+    ),
+}
 
 
 def bgpd_config(workdir: Path) -> str:
@@ -178,6 +96,69 @@ address_families = ["ipv4"]
 
 
 @dataclass
+class CliProbe:
+    """Times the control socket's answers from a thread, for as long as the module runs, and
+    (from another thread, once a second) a whole ``bgpd-cli`` process, Python start-up included."""
+
+    socket: str
+    cli: Callable[[], object]
+    phase: str = "load"
+    times: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> CliProbe:
+        for target in (self._run, self._run_cli):
+            self._threads.append(threading.Thread(target=target, name="cli-probe", daemon=True))
+            self._threads[-1].start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(35)
+
+    def _record(self, name: str, took: float) -> None:
+        self.times.setdefault(self.phase, {}).setdefault(name, []).append(took)
+
+    def _run_cli(self) -> None:
+        while not self._stop.wait(1.0):
+            t = time.monotonic()
+            try:
+                self.cli()
+            except (RuntimeError, subprocess.SubprocessError) as exc:
+                self.failures.append(f"{self.phase}: bgpd-cli: {exc}")
+                continue
+            self._record(CLI_PROCESS, time.monotonic() - t)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, (command, args) in PROBES.items():
+                t = time.monotonic()
+                try:
+                    resp = request(self.socket, command, args, timeout=10.0)
+                except ControlClientError as exc:
+                    self.failures.append(f"{self.phase}: {name}: {exc}")
+                    continue
+                took = time.monotonic() - t
+                if not resp.get("ok"):
+                    self.failures.append(f"{self.phase}: {name}: {resp.get('error')}")
+                self._record(name, took)
+            self._stop.wait(0.05)
+
+    def summary(self, phase: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, ts in dict(self.times.get(phase, {})).items():
+            out[name] = {
+                "n": len(ts),
+                "worst_s": round(max(ts), 3),
+                "median_s": round(statistics.median(ts), 4),
+            }
+        return out
+
+
+@dataclass
 class LoadLab:
     workdir: Path
     lab: Lab = field(default_factory=Lab)
@@ -185,6 +166,9 @@ class LoadLab:
     inj_ns: str = ""
     bgpd: Bgpd | None = None
     injector: Process | None = None
+    probe: CliProbe | None = None
+    started: float = 0.0
+    figures: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> LoadLab:
         self.us = self.lab.ns("us")
@@ -201,25 +185,33 @@ class LoadLab:
     def start(self) -> None:
         wd = self.workdir / "us"
         wd.mkdir(parents=True, exist_ok=True)
+        self.started = time.monotonic()
         self.bgpd = Bgpd(self.us, wd, "bgpd", config=bgpd_config(wd)).start()
-        faults = ",".join(f"{i}={f}" for i, f in FAULTS.items())
+        bgpd = self.bgpd
+        self.probe = CliProbe(str(bgpd.socket), lambda: bgpd.cli_json("show", "neighbors")).start()
         self.injector = Process(self.inj_ns, self.workdir / "inj", "injector")
+        faults = ",".join(f"{i}={f}" for i, f in FAULTS.items())
+        size = ["--peers", str(PEERS), "--prefixes", str(PREFIXES)]
+        timers = ["--hold", str(HOLD), "--stall-hold", str(STALL_HOLD)]
         self.injector._spawn(
             [
                 sys.executable,
-                "-c",
-                INJECTOR,
+                "-m",
+                "lab.injector",
+                "--to",
                 US,
-                str(PEERS),
-                str(PREFIXES),
-                str(HOLD),
-                str(STALL_HOLD),
+                *size,
+                *timers,
+                "--go",
                 str(self.go),
+                "--faults",
                 faults,
             ]
         )
 
     def close(self) -> None:
+        if self.probe is not None:
+            self.probe.stop()
         for p in (self.injector, self.bgpd):
             if p is not None:
                 p.stop()
@@ -231,21 +223,42 @@ class LoadLab:
         ).stdout
         return out.count("\n")
 
-    def timed_neighbors(self) -> tuple[float, list[dict]]:  # type: ignore[type-arg]
-        """`show neighbors` over the control socket (what bgpd-cli sends), timed."""
+    def neighbors(self) -> list[dict[str, Any]]:
         assert self.bgpd is not None
-        t = time.monotonic()
         resp = request(str(self.bgpd.socket), ["show", "neighbors"], {}, timeout=10.0)
-        took = time.monotonic() - t
         assert resp.get("ok"), resp
-        return took, resp["data"]["neighbors"]
+        return resp["data"]["neighbors"]
 
-    def timed_cli(self) -> float:
-        """The whole `bgpd-cli --json show neighbors` process (Python start-up included)."""
-        assert self.bgpd is not None
-        t = time.monotonic()
-        self.bgpd.cli_json("show", "neighbors")
-        return time.monotonic() - t
+    def peak_rss_mib(self) -> float:
+        """The daemon's peak resident set (VmHWM)."""
+        assert self.bgpd is not None and self.bgpd.proc is not None
+        for line in Path(f"/proc/{self.bgpd.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def check_cli(self, phase: str) -> None:
+        """Every control answer of ``phase`` came within the bound, and there were some.
+
+        A whole bgpd-cli process is held to the bound by its median: most of its time is the
+        Python start-up (~0.1 s idle, 0.25-0.5 s while this 2-core machine is loaded), which
+        the daemon does not control; the socket answers are what it does, each one bounded.
+        """
+        assert self.probe is not None
+        assert not self.probe.failures, self.probe.failures[:5]
+        summary = self.probe.summary(phase)
+        self.figures[f"cli_{phase}"] = summary
+        by_name = dict(self.probe.times.get(phase, {}))  # a copy: the probe runs on meanwhile
+        process = list(by_name.pop(CLI_PROCESS, []))
+        times = [t for ts in by_name.values() for t in list(ts)]
+        assert len(times) >= 3 and process, f"too few control answers timed during {phase}: {summary}"
+        assert max(times) < CLI_BOUND, f"slowest control answer during {phase}: {max(times):.3f}s: {summary}"
+        assert statistics.median(process) < CLI_BOUND, f"bgpd-cli during {phase}: {summary}"
+
+    def report(self) -> None:
+        text = json.dumps(self.figures, indent=1)
+        (self.workdir / "load-figures.json").write_text(text)
+        sys.stderr.write(f"\nload figures ({PEERS} peers x {PREFIXES} prefixes): {text}\n")
 
 
 @pytest.fixture(scope="module")
@@ -256,6 +269,8 @@ def load(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
         ll.start()
         yield ll
     finally:
+        if ll.figures:
+            ll.report()
         if any(getattr(i, "rep_call", None) and i.rep_call.failed for i in request.session.items):
             for p in (ll.bgpd, ll.injector):
                 if p is not None:
@@ -263,55 +278,51 @@ def load(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
         ll.close()
 
 
-def wait_loaded(load: LoadLab, on_poll: Callable[[float], None] | None = None) -> list[dict]:  # type: ignore[type-arg]
-    """Poll `show neighbors` until every peer is up and every route is in the kernel."""
+def wait_loaded(load: LoadLab) -> list[dict[str, Any]]:
+    """Poll until every peer is up and every route is in the kernel; note when each happened."""
     total = PEERS * PREFIXES
-    t0 = time.monotonic()
     while True:
-        took, neighbors = load.timed_neighbors()
-        if on_poll is not None:
-            on_poll(took)
+        neighbors = load.neighbors()
         up = sum(n["state"] == "Established" for n in neighbors)
         received = sum(n["received"] for n in neighbors)
+        elapsed = time.monotonic() - load.started
+        if up == PEERS:
+            load.figures.setdefault("all_established_s", round(elapsed, 1))
         # Dumping the kernel table is costly: only once the RIB has everything.
         in_kernel = load.kernel_count() if up == PEERS and received == total else 0
         if in_kernel >= total:
             assert in_kernel == total
+            load.figures.setdefault("all_in_kernel_s", round(time.monotonic() - load.started, 1))
             return neighbors
-        assert time.monotonic() - t0 < 90, (
+        assert elapsed < LOAD_TIMEOUT, (
             f"{up}/{PEERS} up, {received}/{total} received, {in_kernel} in the kernel"
         )
         time.sleep(0.3)
 
 
-def test_control_socket_keeps_answering_while_loading(load: LoadLab) -> None:
-    """The issue asks for answers within 1 s; on this machine the slowest answer during the
-    50-peer burst is 0.9-1.4 s (printed), so that goal is not met yet and not asserted. The bound
-    asserted is a third of the 9 s hold time (the KEEPALIVE interval): a loop stalled longer
-    would start losing sessions."""
-    times: list[float] = []
-    t0 = time.monotonic()
-    wait_loaded(load, times.append)
-    cli = load.timed_cli()
-    sys.stderr.write(
-        f"{PEERS} peers x {PREFIXES} prefixes: all Established and in the kernel after "
-        f"{time.monotonic() - t0:.1f}s; {len(times)} `show neighbors` answers while loading, slowest "
-        f"{max(times):.3f}s; a whole bgpd-cli process afterwards {cli:.3f}s\n"
-    )
-    assert max(times) < HOLD / 3, f"show neighbors took {max(times):.2f}s while loading"
-
-
-def test_all_routes_in_and_faults_stay_local(load: LoadLab) -> None:
+def test_loads_every_table_while_the_cli_answers_within_a_second(load: LoadLab) -> None:
+    assert load.probe is not None
+    load.probe.phase = "load"
     neighbors = wait_loaded(load)
-    assert all(n["received"] == PREFIXES for n in neighbors)
+    load.figures["peak_rss_mib"] = round(load.peak_rss_mib(), 1)
+    assert all(n["state"] == "Established" and n["received"] == PREFIXES for n in neighbors), [
+        n for n in neighbors if n["received"] != PREFIXES
+    ]
+    # No session was lost on the way (a busy loop must not cost a hold timer).
+    assert all(n["flaps"] == 0 for n in neighbors), [n for n in neighbors if n["flaps"]]
+    load.check_cli("load")
 
+
+def test_faults_stay_local(load: LoadLab) -> None:
+    assert load.probe is not None
+    wait_loaded(load)
+    load.probe.phase = "faults"
     # Faults: reset mid-UPDATE, garbage, silence beyond the hold time.
     load.go.write_text("go")
     faulty = {peer_address(i) for i in FAULTS}
 
     def faulty_down() -> bool:
-        _, ns = load.timed_neighbors()
-        return all(n["state"] != "Established" for n in ns if n["address"] in faulty)
+        return all(n["state"] != "Established" for n in load.neighbors() if n["address"] in faulty)
 
     wait_for("the three faulty sessions down", faulty_down, STALL_HOLD + 15)
     wait_for(
@@ -319,8 +330,7 @@ def test_all_routes_in_and_faults_stay_local(load: LoadLab) -> None:
         lambda: load.kernel_count() == (PEERS - len(FAULTS)) * PREFIXES or None,
         30,
     )
-    _took, neighbors = load.timed_neighbors()
-    by_addr = {n["address"]: n for n in neighbors}
+    by_addr = {n["address"]: n for n in load.neighbors()}
     for i in range(PEERS):
         n = by_addr[peer_address(i)]
         if i in FAULTS:
@@ -332,3 +342,4 @@ def test_all_routes_in_and_faults_stay_local(load: LoadLab) -> None:
         peer_address(3)
     ]
     assert "Header" in (by_addr[peer_address(2)]["last_notification"] or ""), by_addr[peer_address(2)]
+    load.check_cli("faults")

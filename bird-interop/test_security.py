@@ -524,6 +524,10 @@ def test_a_peer_that_stops_reading_blocks_nobody(sec: SecurityLab) -> None:
     assert time.monotonic() - t0 < 30
     # The stalled session is still up (its KEEPALIVEs reach us) and still stuck.
     assert established(sec, STALL[1]) and send_q() > 10000
+    # What the daemon itself holds for it is bounded (bird-interop/test_output_cap.py fills it).
+    stalled = sec.neighbor(STALL[1])
+    assert stalled["out_queue_peak"] <= stalled["out_queue_cap"], stalled
+    assert stalled["out_queue_bytes"] <= stalled["out_queue_cap"], stalled
     # And a FRR peer still gets our announcements (export side not blocked).
     assert sec.frr is not None
     assert "10.96.0.0/12" in sec.frr.json("show bgp ipv4 unicast json")["routes"]

@@ -89,27 +89,35 @@ class Term:
     action: str = "accept"
     setters: list[Setter] = field(default_factory=list)
     # Input attrs id -> (input, output): a per-prefix policy changes the same attribute set
-    # once, not once per prefix. Holding the input keeps its id from being reused.
+    # once, not once per prefix. Holding the input keeps its id from being reused. Off
+    # (``memo`` False, set by Policy) where the channel caches per attribute set already.
     _done: dict[int, tuple[PathAttrs, PathAttrs]] = field(default_factory=dict)
+    memo: bool = True
 
     def matches(self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs, source: Source, vrf: str = "") -> bool:
         if self.prefixes and not any(m.matches(afi, prefix) for m in self.prefixes):
             return False
-        return all(p(afi, prefix, attrs, source, vrf) for p in self.preds)
+        for p in self.preds:  # noqa: SIM110 - a loop costs less than all() over a generator
+            if not p(afi, prefix, attrs, source, vrf):
+                return False
+        return True
 
     def modify(self, attrs: PathAttrs) -> PathAttrs:
         if not self.setters:
             return attrs
-        hit = self._done.get(id(attrs))
-        if hit is not None:
-            return hit[1]
+        memo = self.memo
+        if memo:
+            hit = self._done.get(id(attrs))
+            if hit is not None:
+                return hit[1]
         changes: dict[str, Any] = {}
         for s in self.setters:
             s(attrs, changes)
         out = attrs.with_(**changes)
-        if len(self._done) > 100_000:
-            self._done.clear()
-        self._done[id(attrs)] = (attrs, out)
+        if memo:
+            if len(self._done) > 100_000:
+                self._done.clear()
+            self._done[id(attrs)] = (attrs, out)
         return out
 
 
@@ -125,6 +133,8 @@ class Policy:
         # Only prefix matches look at the prefix: every other key depends on the attributes,
         # the source, the family and the VRF, which the channel caches key on.
         self.per_prefix = any(t.prefixes for t in self.terms)
+        for t in self.terms:
+            t.memo = self.per_prefix
 
     def apply(
         self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs, source: Source, vrf: str = ""

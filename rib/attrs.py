@@ -98,12 +98,10 @@ class PathAttrs:
         return intern(replace(self, as_path=new_path))
 
     def with_(self, **changes: Any) -> PathAttrs:
-        # Filled slot by slot: dataclasses.replace() re-validates every field and the frozen
-        # __init__ goes through object.__setattr__, each several times the cost; policies
-        # call this once per attribute set they change.
-        new = object.__new__(PathAttrs)
-        for name, set_slot in _SLOT_SETTERS:
-            set_slot(new, changes.pop(name) if name in changes else getattr(self, name))
+        # dataclasses.replace() re-validates every field and the frozen __init__ goes through
+        # object.__setattr__, each several times the cost; policies call this once per
+        # attribute set they change (a full table: ~100k times).
+        new = _with(self, changes)
         if changes:
             raise TypeError(f"unknown attributes: {', '.join(changes)}")
         return intern(new)
@@ -111,11 +109,55 @@ class PathAttrs:
 
 _SLOT_SETTERS = tuple((f.name, getattr(PathAttrs, f.name).__set__) for f in fields(PathAttrs))
 
+
+def _with_slots(attrs: PathAttrs, changes: dict[str, Any]) -> PathAttrs:
+    """A copy of ``attrs`` with ``changes`` (popped from the dict), filled slot by slot."""
+    new = object.__new__(PathAttrs)
+    for name, set_slot in _SLOT_SETTERS:
+        set_slot(new, changes.pop(name) if name in changes else getattr(attrs, name))
+    return new
+
+
+def _with_compiled() -> Any:
+    """``_with_slots`` as straight-line code: a plain class with PathAttrs's slots takes
+    ordinary attribute stores, then becomes a PathAttrs by ``__class__`` assignment (allowed
+    between layout-compatible classes), about half the cost. The slot-by-slot version is
+    used if the layout is not the expected one or the assignment is refused."""
+    names = [f.name for f in fields(PathAttrs)]
+    if tuple(names) != PathAttrs.__slots__:
+        return _with_slots
+    ns: dict[str, Any] = {"_cls": PathAttrs, "_M": object()}
+    params = ", ".join(names)
+    stores = "".join(f"        self.{n} = {n}\n" for n in names)
+    args = ", ".join(f"a.{n} if (v := pop({n!r}, _M)) is _M else v" for n in names)
+    exec(
+        f"class _Building:\n    __slots__ = {tuple(names)!r}\n"
+        f"    def __init__(self, {params}):\n{stores}        self.__class__ = _cls\n"
+        f"def with_(a, changes):\n    pop = changes.pop\n    return _Building({args})\n",
+        ns,
+    )
+    fast = ns["with_"]
+    try:
+        probe = PathAttrs(med=5, communities=(1,))
+        built = fast(probe, {"local_pref": 7})
+        if type(built) is not PathAttrs or built != PathAttrs(med=5, communities=(1,), local_pref=7):
+            return _with_slots
+    except TypeError:
+        return _with_slots
+    return fast
+
+
+_with = _with_compiled()
+
 # One shared instance per distinct set: the dict maps each set to itself. Sets no route uses
 # any more are swept when the table has doubled since the last sweep (amortised O(1) per
 # intern); a weak-value dictionary does the same at several times the cost per lookup.
 _interned: dict[PathAttrs, PathAttrs] = {}
 _sweep_at = 4096
+# Next hop -> how many interned sets carry it. A next hop the kernel now resolves differently
+# that no set carries is used by no path: the RIB skips looking at its prefixes (rib/reselect.py).
+# Kept per distinct set, not per route: it changes only when a set is new or swept.
+_next_hops: dict[IPAddress, int] = {}
 
 
 def intern(attrs: PathAttrs) -> PathAttrs:
@@ -124,6 +166,9 @@ def intern(attrs: PathAttrs) -> PathAttrs:
     existing = _interned.setdefault(attrs, attrs)
     if existing is not attrs:
         return existing
+    nh = attrs.next_hop
+    if nh is not None:
+        _next_hops[nh] = _next_hops.get(nh, 0) + 1
     if len(_interned) >= _sweep_at:
         sweep()
     return attrs
@@ -136,12 +181,24 @@ def sweep() -> int:
     dead = [a for a in _interned if sys.getrefcount(a) <= 4]
     for a in dead:
         del _interned[a]
+        nh = a.next_hop
+        if nh is not None:
+            left = _next_hops[nh] - 1
+            if left:
+                _next_hops[nh] = left
+            else:
+                del _next_hops[nh]
     _sweep_at = max(4096, 2 * len(_interned))
     return len(dead)
 
 
 def interned_count() -> int:
     return len(_interned)
+
+
+def next_hop_in_use(nh: IPAddress) -> bool:
+    """Whether some interned set (so possibly some path) has ``nh`` as its next hop."""
+    return nh in _next_hops
 
 
 def format_community(c: int) -> str:

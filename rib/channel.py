@@ -8,9 +8,10 @@ Adj-RIB-Out with the pending changes not yet sent. Pure logic: no sockets, no cl
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from policy.filters import ACCEPT_ALL, Filter, is_self_next_hop
+from policy.filters import ACCEPT_ALL, REJECT_ALL, AcceptAll, Filter, is_self_next_hop
 from rib.attrs import PathAttrs
 from rib.prefix import Afi, IPAddress, IPNetwork, PrefixKey
 from rib.route import Change, Path, Source, SourceKind
@@ -20,7 +21,10 @@ _ImportCache = dict[tuple[int, int], tuple[PathAttrs, PathAttrs | None]]
 # (id of the attributes, id of the source, family) -> (attributes, source, result): holding
 # both keeps their ids from being reused while the entry lives.
 _ExportCache = dict[tuple[int, int, int], tuple[PathAttrs, Source, PathAttrs | None]]
-_CACHE_MAX = 200_000
+# Bounded small: routes arrive (and are dumped, withdrawn, re-imported) grouped by attribute
+# set, so a few thousand recent sets give nearly every hit, while one entry per set of a full
+# table (~100k) would cost ~20 MiB per channel for hits that never come.
+_CACHE_MAX = 16_384
 
 NO_EXPORT = 0xFFFFFF01
 NO_ADVERTISE = 0xFFFFFF02
@@ -74,9 +78,28 @@ class Channel:
     adj_out: dict[Afi, dict[PrefixKey, PathAttrs]] = field(default_factory=dict)
     # prefix -> attributes to announce, or None to withdraw; drained by the session layer.
     pending: dict[Afi, dict[PrefixKey, PathAttrs | None]] = field(default_factory=dict)
+    # ADD-PATH (RFC 7911), per family as negotiated. Received: one Adj-RIB-In per path id, each
+    # with a source of its own (``path_source``). Sent: every path that passes export, keyed in
+    # ``adj_out``/``pending`` by our 4-byte path id + the prefix (the NLRI as it goes on the
+    # wire), with ``adj_out_ids`` listing each prefix's keys so a change is diffed per path.
+    # ``paths_of`` (set by the engine) gives, per family, the lookup of a prefix's usable paths.
+    # A neighbour without ADD-PATH leaves all of this empty and pays one set test per batch.
+    add_path_rx: frozenset[Afi] = frozenset()
+    add_path_tx: frozenset[Afi] = frozenset()
+    adj_in_paths: dict[Afi, dict[int, dict[PrefixKey, PathAttrs]]] = field(default_factory=dict)
+    path_sources: dict[int, Source] = field(default_factory=dict)
+    adj_out_ids: dict[Afi, dict[PrefixKey, tuple[bytes, ...]]] = field(default_factory=dict)
+    paths_of: Callable[[Afi], Callable[[PrefixKey], tuple[Path, ...]]] | None = None
     accepted: int = 0
     # Families whose initial table dump still needs an End-of-RIB after the pending routes.
     eor_pending: set[Afi] = field(default_factory=set)
+    # Graceful restart (rib/stale.py): a restarting neighbour's paths kept in the Loc-RIB under
+    # its old source until refreshed or swept, by family (as received); clear() keeps them.
+    stale: dict[Afi, dict[PrefixKey, PathAttrs]] = field(default_factory=dict)
+    stale_source: Source | None = None
+    # Lean Adj-RIB-In (Rib._go_lean): import is `all` and the table is big, so the accepted
+    # routes are kept in the Loc-RIB only and ``adj_in`` holds just what import rejected.
+    lean: bool = False
     _import_cache: _ImportCache = field(default_factory=dict)
     _export_cache: _ExportCache = field(default_factory=dict)
 
@@ -89,10 +112,33 @@ class Channel:
         return self.source is not None
 
     def received(self) -> int:
-        return sum(len(t) for t in self.adj_in.values())
+        n = sum(len(t) for t in self.adj_in.values())
+        if self.lean:
+            n += self.accepted  # the accepted ones are in the Loc-RIB only
+        if self.adj_in_paths:
+            n += sum(len(t) for by_id in self.adj_in_paths.values() for t in by_id.values())
+        return n
+
+    @property
+    def imports_all(self) -> bool:
+        """Import policy `all`: the Loc-RIB gets the received attributes themselves."""
+        return isinstance(self.settings.import_filter, AcceptAll)
+
+    def path_source(self, path_id: int) -> Source:
+        """The source of the neighbour's ADD-PATH path ``path_id`` (made on first use)."""
+        src = self.path_sources.get(path_id)
+        if src is None:
+            assert self.source is not None
+            src = self.path_sources[path_id] = self.source.for_path_id(path_id)
+        return src
 
     def advertised(self) -> int:
         return sum(len(t) for t in self.adj_out.values())
+
+    def exports_none(self, afi: Afi) -> bool:
+        """The export policy is ``none`` and nothing is left to withdraw: O(1), so the engine
+        skips such a channel per UPDATE instead of running every change through it."""
+        return self.settings.export_filter is REJECT_ALL and not self.adj_out.get(afi)
 
     def has_pending(self) -> bool:
         return any(self.pending.values()) or bool(self.eor_pending)
@@ -150,7 +196,7 @@ class Channel:
     def export_attrs(self, afi: Afi, prefix: PrefixKey, path: Path) -> PathAttrs | None:
         """What this neighbour should be sent for ``path``, or None to send nothing."""
         src = path.source
-        if src is self.source:
+        if src is self.source or (src.base is not None and src.base is self.source):
             return None  # never back to the neighbour it came from
         s = self.settings
         if src.kind == SourceKind.IBGP and not s.ebgp and not (src.rr_client or s.rr_client):
@@ -242,7 +288,10 @@ class Channel:
 
     def queue_export(self, afi: Afi, prefix: PrefixKey, path: Path | None) -> None:
         """Record that ``prefix`` should now be announced for ``path`` (or withdrawn: None)."""
-        if afi not in self.afis:
+        if afi not in self.afis or self.exports_none(afi):
+            return
+        if afi in self.add_path_tx:
+            self.queue_export_paths(afi, (prefix,))
             return
         out = None if path is None else self.export_attrs(afi, prefix, path)
         adj = self.adj_out.setdefault(afi, {})
@@ -261,7 +310,10 @@ class Channel:
         The prefixes of one UPDATE share their Path objects, so unless the export filter
         looks at prefixes, the export result is computed once per distinct best path.
         """
-        if afi not in self.afis:
+        if afi not in self.afis or self.exports_none(afi):
+            return
+        if afi in self.add_path_tx:
+            self.queue_export_paths(afi, [c.prefix for c in changes])
             return
         adj = self.adj_out.setdefault(afi, {})
         pending: dict[PrefixKey, PathAttrs | None] | None = None
@@ -294,6 +346,43 @@ class Channel:
                 pending = self.pending.setdefault(afi, {})
             pending[prefix] = out
 
+    def queue_export_paths(self, afi: Afi, prefixes: Iterable[PrefixKey]) -> None:
+        """ADD-PATH send: advertise every usable path of each prefix that passes export, under
+        the path id of its source (stable while that source lives), and withdraw the ids no
+        longer advertised. Diffed per (prefix, path id) against the Adj-RIB-Out."""
+        if afi not in self.afis or self.paths_of is None:
+            return
+        paths_of = self.paths_of(afi)
+        adj = self.adj_out.setdefault(afi, {})
+        ids = self.adj_out_ids.setdefault(afi, {})
+        pending = self.pending.setdefault(afi, {})
+        export_attrs = self.export_attrs
+        # The prefixes of one UPDATE share their Path objects: export each once (unless the
+        # policy looks at prefixes), with its path id, as (id bytes, result).
+        memo: dict[int, tuple[Path, bytes, PathAttrs | None]] = {}
+        per_prefix = self.settings.export_filter.per_prefix
+        for prefix in prefixes:
+            new: dict[bytes, PathAttrs] = {}
+            for path in paths_of(prefix):
+                hit = memo.get(id(path))
+                if hit is None or per_prefix:
+                    out = export_attrs(afi, prefix, path)
+                    hit = memo[id(path)] = (path, path.source.tx_id.to_bytes(4, "big"), out)
+                if hit[2] is not None:
+                    new[hit[1] + prefix] = hit[2]
+            for k in ids.get(prefix, ()):
+                if k not in new and adj.pop(k, None) is not None:
+                    pending[k] = None
+            for k, out in new.items():
+                if adj.get(k) is not out:
+                    adj[k] = pending[k] = out
+            if new:
+                ids[prefix] = tuple(new)
+            else:
+                ids.pop(prefix, None)
+        if not pending:
+            del self.pending[afi]
+
     def take_pending(self) -> tuple[dict[Afi, dict[PrefixKey, PathAttrs | None]], set[Afi]]:
         """Hand the pending changes (and End-of-RIB markers) to the sender, leaving none."""
         pending, self.pending = self.pending, {}
@@ -305,8 +394,13 @@ class Channel:
         self.source = None
         self.afis = frozenset()
         self.adj_in.clear()
+        self.lean = False
         self.adj_out.clear()
         self.pending.clear()
+        self.add_path_rx = self.add_path_tx = frozenset()
+        self.adj_in_paths.clear()
+        self.path_sources.clear()
+        self.adj_out_ids.clear()
         self.eor_pending.clear()
         self.accepted = 0
         self._import_cache.clear()

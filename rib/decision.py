@@ -125,6 +125,13 @@ def step_peer_address(a: Path, b: Path, d: Decision) -> int:
     return (ka > kb) - (ka < kb)
 
 
+def step_path_id(a: Path, b: Path, d: Decision) -> int:
+    """Two ADD-PATH paths of one peer: the lower received path id wins. FRR and BIRD end at
+    the peer address and keep the order of arrival; an id makes the choice deterministic."""
+    ia, ib = a.source.path_id, b.source.path_id
+    return (ia > ib) - (ia < ib)
+
+
 Step = Callable[[Path, Path, Decision], int]
 
 STEPS: tuple[tuple[str, Step], ...] = (
@@ -140,6 +147,7 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("router id", step_router_id),
     ("cluster list length", step_cluster_list),
     ("peer address", step_peer_address),
+    ("path id", step_path_id),
 )
 
 # Index of the first tie-breaking step: paths equal before it may share ECMP.
@@ -190,9 +198,10 @@ def ecmp_equal(best: Path, other: Path, multipath_relax: bool, d: Decision = DEF
     return all(step(best, other, d) == 0 for _name, step in STEPS[:ECMP_STEPS])
 
 
-def _peer_order(p: Path) -> tuple[int, int]:
-    peer = p.source.peer
-    return (peer.version, int(peer)) if peer is not None else (0, 0)
+def _peer_order(p: Path) -> tuple[int, int, int]:
+    src = p.source
+    peer = src.peer
+    return (peer.version, int(peer), src.path_id) if peer is not None else (0, 0, 0)
 
 
 def select(

@@ -8,15 +8,16 @@ table size happens for one UPDATE.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import replace
 from itertools import repeat
 
 from rib.attrs import PathAttrs
 from rib.channel import Channel, ChannelSettings
-from rib.decision import DEFAULT, Decision
-from rib.prefix import Afi, PrefixKey
+from rib.decision import DEFAULT, Decision, Resolver
+from rib.prefix import Afi, IPAddress, PrefixKey
 from rib.route import Change, Path, Source, SourceKind
-from rib.table import LocRib
+from rib.table import LocRib, Stored
 
 Subscriber = Callable[[Change], None]
 # Takes the changes of one UPDATE (or one other event) at once: the per-route cost of a call
@@ -33,8 +34,12 @@ class Rib:
         ecmp: int = 8,
         multipath_relax: bool = False,
         decision: Decision = DEFAULT,
+        lean_min: int = 65_536,
     ) -> None:
         self.local_asn = local_asn
+        # A channel importing `all` with at least this many routes keeps no separate copy of
+        # what it accepted: see ``_go_lean``.
+        self.lean_min = lean_min
         self.ecmp = ecmp
         self.multipath_relax = multipath_relax
         self.decision = decision
@@ -45,6 +50,12 @@ class Rib:
         self.local_source = Source(SourceKind.LOCAL, None, local_asn, router_id, "local")
         # Channels with output waiting; the session layer drains them.
         self.dirty: set[Channel] = set()
+        # Up channels that send with ADD-PATH: told of every path change, not only of a new
+        # selection (a path that is not the best is advertised to them too).
+        self.path_senders: set[Channel] = set()
+        # Table dumps in progress (``channel_up`` with a limit): per family, the prefixes to
+        # send and how many are queued already.
+        self._dumps: dict[Channel, list[tuple[Afi, list[PrefixKey], int]]] = {}
 
     # --- structure ------------------------------------------------------------------------------
 
@@ -62,6 +73,8 @@ class Rib:
     def add_channel(self, ch: Channel) -> None:
         self.add_vrf(ch.settings.vrf)
         self.channels[ch.name] = ch
+        vrf = ch.settings.vrf
+        ch.paths_of = lambda afi: self.tables[(vrf, afi)].candidates
 
     def remove_channel(self, ch: Channel) -> None:
         self.channel_down(ch)
@@ -72,30 +85,98 @@ class Rib:
 
     # --- sessions -------------------------------------------------------------------------------
 
-    def channel_up(self, ch: Channel, source: Source, afis: Iterable[Afi]) -> None:
-        """The session is Established: queue the whole VRF table for it, then End-of-RIB."""
+    def channel_up(
+        self, ch: Channel, source: Source, afis: Iterable[Afi], dump_limit: int | None = None
+    ) -> bool:
+        """The session is Established: queue the whole VRF table for it, then End-of-RIB.
+
+        With ``dump_limit`` at most that many routes are queued now and ``continue_dump``
+        queues the rest, so a big table never holds the caller's event loop. Returns whether
+        the dump is complete (End-of-RIB queued).
+        """
         ch.source = source
         ch.afis = frozenset(afis)
         vrf = ch.settings.vrf
-        for afi in ch.afis:
-            for prefix, dest in self.table(vrf, afi).items():
-                if dest.selected:
-                    ch.queue_export(afi, prefix, dest.selected[0])
+        # A snapshot of the prefixes (one C-level copy): routes that change meanwhile reach the
+        # channel through _propagate as for any up channel, and the dump re-reads each prefix's
+        # current selection, so both orders end in the same Adj-RIB-Out.
+        self._dumps[ch] = [
+            (afi, list(self.table(vrf, afi).dests), 0) for afi in ch.afis if not ch.exports_none(afi)
+        ]
+        if ch.add_path_tx:
+            self.path_senders.add(ch)
+        return self.continue_dump(ch, dump_limit)
+
+    def continue_dump(self, ch: Channel, limit: int | None = None) -> bool:
+        """Queue up to ``limit`` (None: all) more routes of ``ch``'s table dump; True when done."""
+        todo = self._dumps.get(ch)
+        if todo is None:
+            return True
+        if ch.source is None:  # went down meanwhile
+            del self._dumps[ch]
+            return True
+        left = limit
+        vrf = ch.settings.vrf
+        while todo:
+            afi, keys, pos = todo[-1]
+            end = len(keys) if left is None else min(len(keys), pos + left)
+            get = self.table(vrf, afi).get
+            queue = ch.queue_export
+            for prefix in keys[pos:end]:
+                dest = get(prefix)
+                if dest is not None and dest.selected:
+                    queue(afi, prefix, dest.selected[0])
+            if left is not None:
+                left -= end - pos
+            if end < len(keys):
+                todo[-1] = (afi, keys, end)
+                self.dirty.add(ch)
+                return False
+            todo.pop()
+        del self._dumps[ch]
         ch.eor_pending = set(ch.afis)
         self.dirty.add(ch)
+        return True
 
     def channel_down(self, ch: Channel) -> None:
         """The session ended: its paths leave the Loc-RIB (and so the kernel and other peers)."""
+        self.path_senders.discard(ch)
+        self._dumps.pop(ch, None)
+        if ch.adj_in_paths:
+            self._paths_down(ch)
         source = ch.source
         if source is not None:
             vrf = ch.settings.vrf
-            for afi, routes in ch.adj_in.items():
+            for afi, routes in (self.adj_rib_in(ch) if ch.lean else ch.adj_in).items():
                 table = self.table(vrf, afi)
                 withdraw = table.withdraw
                 changes = [c for c in map(withdraw, routes, repeat(source)) if c is not None]
                 self._propagate_many(vrf, afi, changes)
         ch.clear()
         self.dirty.discard(ch)
+
+    def _paths_down(self, ch: Channel) -> None:
+        """The ADD-PATH paths of a channel going down leave the Loc-RIB."""
+        vrf = ch.settings.vrf
+        for afi, by_id in ch.adj_in_paths.items():
+            table = self.table(vrf, afi)
+            changes: list[Change] = []
+            touched: list[PrefixKey] = []
+            for path_id, routes in by_id.items():
+                source = ch.path_source(path_id)
+                changes.extend(c for c in map(table.withdraw, routes, repeat(source)) if c is not None)
+                touched.extend(routes)
+            self._propagate_many(vrf, afi, changes)
+            self._touch_paths(vrf, afi, touched)
+        ch.adj_in_paths.clear()
+
+    def _touch_paths(self, vrf: str, afi: Afi, prefixes: list[PrefixKey]) -> None:
+        """Paths of ``prefixes`` changed (the selection maybe not): re-export to ADD-PATH senders."""
+        for ch in self.path_senders:
+            if ch.settings.vrf == vrf and afi in ch.add_path_tx and prefixes:
+                ch.queue_export_paths(afi, prefixes)
+                if ch.pending:
+                    self.dirty.add(ch)
 
     # --- routes ---------------------------------------------------------------------------------
 
@@ -105,31 +186,54 @@ class Rib:
         announce: Iterable[tuple[Afi, PathAttrs, list[PrefixKey]]],
         withdraw: Iterable[tuple[Afi, list[PrefixKey]]],
         now: float,
+        announce_ids: list[list[int] | None] | None = None,
+        withdraw_ids: list[list[int] | None] | None = None,
     ) -> None:
         """Apply one decoded UPDATE from ``ch``'s neighbour (withdrawals first, as on the wire).
 
-        The changes are collected per family and handed on in one batch per UPDATE.
+        The changes are collected per family and handed on in one batch per UPDATE. With
+        ADD-PATH receive, ``announce_ids``/``withdraw_ids`` hold the path ids (``Update``'s
+        ``announce_path_ids``/``withdraw_path_ids``).
         """
         source = ch.source
         if source is None:
             return
         vrf = ch.settings.vrf
+        if ch.stale:  # a restarting neighbour's stale routes: what it sends is no longer stale
+            from rib.stale import refresh
+
+            announce, withdraw = list(announce), list(withdraw)
+            refresh(self, ch, announce, withdraw)
         changes: dict[Afi, list[Change]] = {}
+        senders = self.path_senders
+        touched: list[tuple[Afi, list[PrefixKey]]] = []
+        if senders or announce_ids or withdraw_ids:
+            announce, withdraw = list(announce), list(withdraw)
+            if senders:  # the prefixes whose paths may change, whatever the selection does
+                touched = [(afi, p) for afi, p in withdraw] + [(afi, p) for afi, _a, p in announce]
+            if announce_ids or withdraw_ids:
+                announce, withdraw = self._receive_path_ids(
+                    ch, announce, withdraw, announce_ids or [], withdraw_ids or [], now, changes
+                )
+        lean = ch.lean
         for afi, prefixes in withdraw:
             adj = ch.adj_in.get(afi)
-            if not adj:
+            if not adj and not lean:
                 continue
             table = self.table(vrf, afi)
             out = changes.setdefault(afi, [])
+            held = table.path_count
             for prefix in prefixes:
-                old = adj.pop(prefix, None)
-                if old is None:
+                # Lean: what the Adj-RIB-In holds apart from the Loc-RIB is only what import
+                # rejected, so every withdrawn prefix is tried on the Loc-RIB (one dict probe).
+                if (adj.pop(prefix, None) if adj else None) is None and not lean:
                     continue
-                if ch.import_attrs(afi, prefix, old) is not None:
-                    ch.accepted -= 1
                 change = table.withdraw(prefix, source)
                 if change is not None:
                     out.append(change)
+            # The Loc-RIB holds the neighbour's path exactly where import accepted it: what left
+            # it is what was accepted, with no import check re-run per withdrawn prefix.
+            ch.accepted -= held - table.path_count
         for afi, attrs, prefixes in announce:
             if afi not in ch.afis or not prefixes:
                 continue
@@ -143,6 +247,83 @@ class Rib:
         for afi, out in changes.items():
             if out:
                 self._propagate_many(vrf, afi, out)
+        for afi, prefixes in touched:
+            done = changes.get(afi)
+            if done:  # a new selection was exported by _propagate_many already
+                seen = {c.prefix for c in done}
+                prefixes = [p for p in prefixes if p not in seen]
+            self._touch_paths(vrf, afi, prefixes)
+        if not lean and ch.accepted >= self.lean_min:
+            self._go_lean(ch)
+
+    def _receive_path_ids(
+        self,
+        ch: Channel,
+        announce: list[tuple[Afi, PathAttrs, list[PrefixKey]]],
+        withdraw: list[tuple[Afi, list[PrefixKey]]],
+        announce_ids: list[list[int] | None],
+        withdraw_ids: list[list[int] | None],
+        now: float,
+        changes: dict[Afi, list[Change]],
+    ) -> tuple[list[tuple[Afi, PathAttrs, list[PrefixKey]]], list[tuple[Afi, list[PrefixKey]]]]:
+        """The groups of one UPDATE that carry ADD-PATH ids: each path id is a peer of its own
+        (its source, its Adj-RIB-In), handled by the same code as a plain UPDATE. Returns the
+        groups without ids. The id lists pair with the groups that have prefixes (the decoder
+        lists ids only for those)."""
+        vrf = ch.settings.vrf
+        w_ids, a_ids = iter(withdraw_ids), iter(announce_ids)
+        plain_w: list[tuple[Afi, list[PrefixKey]]] = []
+        for afi, prefixes in withdraw:
+            ids = next(w_ids, None) if prefixes else None
+            if ids is None or afi not in ch.add_path_rx:
+                plain_w.append((afi, prefixes))
+                continue
+            by_id = ch.adj_in_paths.get(afi)
+            if not by_id:
+                continue
+            table = self.table(vrf, afi)
+            out = changes.setdefault(afi, [])
+            for prefix, path_id in zip(prefixes, ids, strict=True):
+                adj = by_id.get(path_id)
+                old = adj.pop(prefix, None) if adj else None
+                if old is None:
+                    continue
+                if ch.import_attrs(afi, prefix, old) is not None:
+                    ch.accepted -= 1
+                change = table.withdraw(prefix, ch.path_source(path_id))
+                if change is not None:
+                    out.append(change)
+                if not adj:  # a path id with no prefix left: forget it (and its source)
+                    del by_id[path_id]
+                    ch.path_sources.pop(path_id, None)
+        plain_a: list[tuple[Afi, PathAttrs, list[PrefixKey]]] = []
+        for afi, attrs, prefixes in announce:
+            ids = next(a_ids, None) if prefixes else None
+            if ids is None or afi not in ch.add_path_rx:
+                plain_a.append((afi, attrs, prefixes))
+                continue
+            if afi not in ch.afis:
+                continue
+            groups: dict[int, list[PrefixKey]] = {}
+            if len(ids) != len(prefixes):
+                raise ValueError(f"{len(ids)} path ids for {len(prefixes)} prefixes")
+            if ids.count(ids[0]) == len(ids):  # one path id for the whole group: no loop
+                groups[ids[0]] = prefixes
+            else:
+                for prefix, path_id in zip(prefixes, ids, strict=True):
+                    group = groups.get(path_id)
+                    if group is None:
+                        groups[path_id] = [prefix]
+                    else:
+                        group.append(prefix)
+            by_id = ch.adj_in_paths.setdefault(afi, {})
+            table = self.table(vrf, afi)
+            out = changes.setdefault(afi, [])
+            receive = self._receive_each if ch.settings.import_filter.per_prefix else self._receive_shared
+            for path_id, group in groups.items():
+                adj = by_id.setdefault(path_id, {})
+                receive(ch, ch.path_source(path_id), table, adj, attrs, group, now, out)
+        return plain_a, plain_w
 
     def _receive_each(
         self,
@@ -209,6 +390,21 @@ class Rib:
         imported = import_attrs(afi, prefixes[0], attrs)
         if len(prefixes) > 1 and len(set(prefixes)) != len(prefixes):
             prefixes = list(dict.fromkeys(prefixes))  # a repeat changes nothing more
+        if ch.lean and source is ch.source:
+            # Lean (see _go_lean): an accepted route lives in the Loc-RIB only; the dict keeps
+            # what import rejected. The Loc-RIB's path count says how many were new.
+            if adj:
+                pop = adj.pop
+                for prefix in prefixes:
+                    pop(prefix, None)
+            held = table.path_count
+            if imported is None:
+                adj.update(dict.fromkeys(prefixes, attrs))
+                out.extend(c for c in map(table.withdraw, prefixes, repeat(source)) if c is not None)
+            else:
+                out.extend(table.update_many(prefixes, Path(source, imported, now)))
+            ch.accepted += table.path_count - held
+            return
         # One probe of the large (cache-cold) dict per prefix: setdefault stores a new prefix
         # and hands back what a known one had.
         before = len(adj)
@@ -232,17 +428,73 @@ class Rib:
             ch.accepted += len(prefixes) - replaced
             out.extend(table.update_many(prefixes, Path(source, imported, now)))
 
-    def originate(self, vrf: str, afi: Afi, prefix: PrefixKey, attrs: PathAttrs, now: float) -> None:
-        """A locally originated route (a configured `network`)."""
-        self.add_vrf(vrf)
-        change = self.table(vrf, afi).update(prefix, Path(self.local_source, attrs, now))
-        if change is not None:
-            self._propagate(change)
+    # --- lean Adj-RIB-In ---------------------------------------------------------------------------
 
-    def withdraw_local(self, vrf: str, afi: Afi, prefix: PrefixKey) -> None:
-        change = self.table(vrf, afi).withdraw(prefix, self.local_source)
+    def _go_lean(self, ch: Channel) -> None:
+        """Stop keeping a second copy of the routes a channel importing `all` accepted.
+
+        With import `all` the Loc-RIB holds each accepted route with the attributes received,
+        so a full table's Adj-RIB-In dict (~40 MiB per 1M routes) repeats it: from here on the
+        dict keeps only what import rejected (loops), and ``adj_rib_in`` gives the whole
+        Adj-RIB-In back from the Loc-RIB when a reload or a graceful restart needs it. Once per
+        session, O(the peer's routes). A peer below ``lean_min`` routes keeps the plain dict, so
+        that its session ending costs per route of its own, not per route of the table.
+        """
+        source = ch.source
+        if source is None or not ch.imports_all or ch.stale or ch.add_path_rx:
+            return
+        vrf = ch.settings.vrf
+        for afi, adj in list(ch.adj_in.items()):
+            get = self.table(vrf, afi).dests.get
+            # A new dict: a dict never shrinks by deleting from it.
+            ch.adj_in[afi] = {p: a for p, a in adj.items() if not _holds(get(p), source)}
+        ch.lean = True
+
+    def adj_rib_in(self, ch: Channel) -> dict[Afi, dict[PrefixKey, PathAttrs]]:
+        """The channel's whole Adj-RIB-In, also when lean (then O(the VRF's table))."""
+        source = ch.source
+        if not ch.lean or source is None:
+            return ch.adj_in
+        vrf = ch.settings.vrf
+        out: dict[Afi, dict[PrefixKey, PathAttrs]] = {}
+        for afi in {*ch.adj_in, *ch.afis}:
+            routes = dict(ch.adj_in.get(afi, _NONE))
+            for prefix, cur in self.table(vrf, afi).dests.items():
+                path = _path_of(cur, source)
+                if path is not None:
+                    routes[prefix] = path.attrs
+            if routes:
+                out[afi] = routes
+        return out
+
+    def unlean(self, ch: Channel) -> None:
+        """Give a lean channel its whole Adj-RIB-In dict back (before a reload re-imports it,
+        or a graceful restart hands it over as stale)."""
+        if ch.lean:
+            ch.adj_in = self.adj_rib_in(ch)
+            ch.lean = False
+
+    def originate(
+        self,
+        vrf: str,
+        afi: Afi,
+        prefix: PrefixKey,
+        attrs: PathAttrs,
+        now: float,
+        source: Source | None = None,
+    ) -> None:
+        """A locally originated route (a configured `network`; ``source``: a redistributed one)."""
+        self.add_vrf(vrf)
+        change = self.table(vrf, afi).update(prefix, Path(source or self.local_source, attrs, now))
         if change is not None:
             self._propagate(change)
+        self._touch_paths(vrf, afi, [prefix])
+
+    def withdraw_local(self, vrf: str, afi: Afi, prefix: PrefixKey, source: Source | None = None) -> None:
+        change = self.table(vrf, afi).withdraw(prefix, source or self.local_source)
+        if change is not None:
+            self._propagate(change)
+        self._touch_paths(vrf, afi, [prefix])
 
     def _propagate(self, change: Change) -> None:
         for bsub in self.batch_subscribers:
@@ -274,14 +526,35 @@ class Rib:
                 if ch.pending:
                     self.dirty.add(ch)
 
-    def next_hops_changed(self) -> None:
-        """The IGP changed (a resolver answer differs now): recompute every selection.
+    def next_hops_changed(
+        self, vrf: str | None = None, next_hops: Collection[IPAddress] | None = None
+    ) -> None:
+        """The IGP changed (a resolver answer differs now): recompute the selections.
 
+        Only in ``vrf`` and of the prefixes with a path via one of ``next_hops`` when given.
         O(table) by nature, like BIRD's next-hop tracking on a kernel table change; it runs
         on IGP events, never per UPDATE.
         """
-        for table in self.tables.values():
-            self._propagate_many(table.vrf, table.afi, table.reselect_all())
+        for table in list(self.tables.values()):
+            if vrf is None or table.vrf == vrf:
+                self._propagate_many(table.vrf, table.afi, table.reselect_all(next_hops))
+
+    def reselect_via(
+        self, vrf: str, afi: Afi, prefixes: Iterable[PrefixKey], next_hops: Collection[IPAddress]
+    ) -> None:
+        """One slice of a re-evaluation after an IGP change (rib/reselect.py drives it)."""
+        table = self.tables.get((vrf, afi))
+        if table is not None:
+            self._propagate_many(vrf, afi, table.reselect_via(prefixes, next_hops))
+
+    def set_resolver(self, vrf: str, resolve: Resolver | None) -> None:
+        """The IGP view of one VRF (the daemon's kernel next-hop resolver); reselects its routes."""
+        self.add_vrf(vrf)
+        decision = replace(self.decision, resolve=resolve)
+        for afi in Afi:
+            table = self.table(vrf, afi)
+            table.decision = decision
+            self._propagate_many(vrf, afi, table.reselect_all())
 
     def take_dirty(self) -> list[Channel]:
         dirty = [c for c in self.dirty if c.has_pending()]
@@ -295,6 +568,7 @@ class Rib:
         every selected route of the VRF is re-exported, so the peer is sent only what changed.
         O(table) by nature; it runs on a config reload, never per UPDATE.
         """
+        self.unlean(ch)  # re-imported in full below; lean again after if still eligible
         ch.settings = settings
         ch._import_cache.clear()
         ch._export_cache.clear()
@@ -303,26 +577,51 @@ class Rib:
             return
         vrf = settings.vrf
         now_accepted = 0
-        for afi, routes in ch.adj_in.items():
+        # The plain Adj-RIB-In under the session's source, each ADD-PATH path id's under its own.
+        ribs_in = [(afi, routes, source) for afi, routes in ch.adj_in.items()]
+        for afi, by_id in ch.adj_in_paths.items():
+            ribs_in.extend((afi, routes, ch.path_source(path_id)) for path_id, routes in by_id.items())
+        for afi, routes, src in ribs_in:
             table = self.table(vrf, afi)
             changes: list[Change] = []
             for prefix, attrs in routes.items():
                 imported = ch.import_attrs(afi, prefix, attrs)
                 if imported is None:
-                    change = table.withdraw(prefix, source)
+                    change = table.withdraw(prefix, src)
                 else:
                     now_accepted += 1
                     dest = table.get(prefix)
-                    old = next((p for p in dest.paths if p.source is source), None) if dest else None
+                    old = next((p for p in dest.paths if p.source is src), None) if dest else None
                     if old is not None and old.attrs is imported:
                         continue
-                    change = table.update(prefix, Path(source, imported, old.since if old else now))
+                    change = table.update(prefix, Path(src, imported, old.since if old else now))
                 if change is not None:
                     changes.append(change)
             self._propagate_many(vrf, afi, changes)
+            if self.path_senders:
+                self._touch_paths(vrf, afi, list(routes))
         ch.accepted = now_accepted
+        if now_accepted >= self.lean_min:
+            self._go_lean(ch)
         for afi in ch.afis:
             for prefix, dest in self.table(vrf, afi).items():
                 ch.queue_export(afi, prefix, dest.selected[0] if dest.selected else None)
         if ch.has_pending():
             self.dirty.add(ch)
+
+
+def _path_of(cur: Stored | None, source: Source) -> Path | None:
+    """The path of ``source`` in what the Loc-RIB stores for one prefix."""
+    if cur is None:
+        return None
+    t = type(cur)
+    if t is Path:
+        return cur if cur.source is source else None  # type: ignore[return-value,union-attr]
+    for p in cur if t is tuple else cur.paths:  # type: ignore[union-attr]
+        if p.source is source:
+            return p
+    return None
+
+
+def _holds(cur: Stored | None, source: Source) -> bool:
+    return _path_of(cur, source) is not None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
+from itertools import count
 from typing import NamedTuple
 
 from rib.attrs import PathAttrs
 from rib.prefix import Afi, IPAddress, PrefixKey
+
+_TX_IDS = count(1)
 
 
 class SourceKind(IntEnum):
@@ -33,10 +36,24 @@ class Source:
     router_id: int  # the peer's BGP identifier as an integer (tie-breaker)
     name: str = ""  # neighbor description or "local"
     rr_client: bool = False  # the peer is our route-reflector client (RFC 4456)
+    # ADD-PATH (RFC 7911): each path id a peer sends is a source of its own, so the RIB keeps
+    # one path per (peer, path id) with no change to its per-source logic; ``base`` is the
+    # session's own source (what export compares to never send a path back to its peer).
+    path_id: int = 0
+    base: Source | None = None
+    # The path id we send for this source's paths to ADD-PATH peers: unique per source, so
+    # unique per prefix, and stable while the source lives (RFC 7911 needs no more).
+    tx_id: int = field(default_factory=lambda: next(_TX_IDS))
 
     @property
     def peer_str(self) -> str:
         return str(self.peer) if self.peer is not None else "local"
+
+    def for_path_id(self, path_id: int) -> Source:
+        """The source of this session's ADD-PATH path ``path_id``."""
+        return Source(
+            self.kind, self.peer, self.asn, self.router_id, self.name, self.rr_client, path_id, self
+        )
 
 
 @dataclass(slots=True)

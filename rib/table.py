@@ -11,11 +11,11 @@ object at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from itertools import repeat
 
 from rib.decision import DEFAULT, Decision, select
-from rib.prefix import Afi, PrefixKey
+from rib.prefix import Afi, IPAddress, PrefixKey
 from rib.route import Change, Path, Source
 
 
@@ -104,6 +104,28 @@ class LocRib:
         d = self.dests.get(prefix)
         return None if d is None else _as_dest(d)
 
+    def candidates(self, prefix: PrefixKey) -> tuple[Path, ...]:
+        """The usable paths of ``prefix``, the selected ones first: what ADD-PATH sends."""
+        cur = self.dests.get(prefix)
+        if cur is None:
+            return ()
+        t = type(cur)
+        if t is Path:
+            return (cur,)  # type: ignore[return-value]  # stored alone only when selected
+        if t is tuple:
+            return cur  # type: ignore[return-value]  # all selected
+        dest: Dest = cur  # type: ignore[assignment]
+        selected = dest.selected
+        if len(selected) == len(dest.paths):
+            return selected
+        d = self.decision
+        rest = tuple(
+            p
+            for p in dest.paths
+            if all(p is not s for s in selected) and (d.resolve is None or d.cost(p) is not None)
+        )
+        return selected + rest
+
     def _alone(self, path: Path) -> bool:
         """Whether ``path`` may be stored alone: as the only path it is selected if usable."""
         d = self.decision
@@ -145,7 +167,7 @@ class LocRib:
             dest.paths = self._pair(cur, path)
             self.path_count += 1
             change = self._reselect(prefix, dest)
-            dests[prefix] = _compact(dest) if self.decision.resolve is None else dest
+            dests[prefix] = _compact(dest)
             return change
         dest = _as_dest(cur)
         paths = dest.paths
@@ -159,7 +181,7 @@ class LocRib:
             dest.paths = (*paths, path)
             self.path_count += 1
         change = self._reselect(prefix, dest)
-        dests[prefix] = _compact(dest) if self.decision.resolve is None else dest
+        dests[prefix] = _compact(dest)
         return change
 
     def update_many(self, prefixes: list[PrefixKey], path: Path) -> list[Change]:
@@ -171,7 +193,8 @@ class LocRib:
         resulting tuple of paths is shared by every prefix it decides.
         """
         dests = self.dests
-        if self.decision.resolve is not None:
+        if self.decision.resolve is not None and self.decision.cost(path) is None:
+            # Not usable: it cannot be stored alone as its prefixes' selection.
             return [c for c in (self.update(p, path) for p in prefixes) if c is not None]
         out: list[Change] = []
         append = out.append
@@ -260,11 +283,10 @@ class LocRib:
     def _reselect(self, prefix: PrefixKey, dest: Dest) -> Change | None:
         paths = dest.paths
         d = self.decision
-        if len(paths) == 1 and d.resolve is None:
+        if len(paths) == 1 and (d.resolve is None or d.cost(paths[0]) is not None):
             new: tuple[Path, ...] = (paths[0],)
-        elif d.resolve is not None:  # the resolver's answers change over time: no memo
-            new = select(paths, self.ecmp, self.multipath_relax, d, dest.selected)
         else:
+            # The resolver's answers only change with a reselect (which clears the memo).
             key = (*map(id, paths), 0, *map(id, dest.selected))
             hit = self._decided.get(key)
             if hit is not None:
@@ -282,20 +304,71 @@ class LocRib:
         dest.selected = new
         return Change(self.vrf, self.afi, prefix, new)
 
-    def reselect_all(self) -> list[Change]:
+    def _via(self, next_hops: Collection[IPAddress]) -> list[tuple[PrefixKey, Stored]]:
+        """The prefixes holding a path via one of ``next_hops``. A Path or tuple of paths is
+        shared by the prefixes of one UPDATE: each is looked at once."""
+        seen: dict[int, bool] = {}  # id of what a prefix stores -> via one of them (all alive here)
+        out = []
+        for prefix, cur in self.dests.items():
+            hit = seen.get(id(cur))
+            if hit is None:
+                t = type(cur)
+                held: tuple[Path, ...] = (
+                    (cur,) if t is Path else cur if t is tuple else cur.paths  # type: ignore[assignment,union-attr]
+                )
+                hit = any(p.attrs.next_hop in next_hops for p in held if p.attrs.next_hop is not None)
+                if t is not Dest:  # a Dest is one prefix's own
+                    seen[id(cur)] = hit
+            if hit:
+                out.append((prefix, cur))
+        return out
+
+    def forget_decisions(self) -> None:
+        """The resolver answers differently now: contests decided before no longer hold."""
+        self._decided.clear()
+
+    def reselect_via(self, prefixes: Iterable[PrefixKey], next_hops: Collection[IPAddress]) -> list[Change]:
+        """Decide again those of ``prefixes`` still held that have a path via one of
+        ``next_hops``: one slice of a re-evaluation after an IGP change (rib/reselect.py)."""
+        dests = self.dests
+        seen: dict[int, bool] = {}  # id of what a prefix stores -> via one of them
+        hits = []  # (prefix, what it stores): holds them, so the ids in ``seen`` stay theirs
+        for prefix in prefixes:
+            cur = dests.get(prefix)
+            if cur is None:
+                continue  # withdrawn since the re-evaluation began
+            hit = seen.get(id(cur))
+            if hit is None:
+                t = type(cur)
+                held: tuple[Path, ...] = (
+                    (cur,) if t is Path else cur if t is tuple else cur.paths  # type: ignore[assignment,union-attr]
+                )
+                hit = seen[id(cur)] = any(p.attrs.next_hop in next_hops for p in held)
+            if hit:
+                hits.append((prefix, cur))
+        changes = []
+        for prefix, cur in hits:
+            dest = _as_dest(cur)
+            ch = self._reselect(prefix, dest)
+            dests[prefix] = _compact(dest)
+            if ch is not None:
+                changes.append(ch)
+        return changes
+
+    def reselect_all(self, next_hops: Collection[IPAddress] | None = None) -> list[Change]:
         """Recompute every selection (after an ECMP, multipath or IGP/next-hop change).
 
+        With ``next_hops`` (those the IGP now resolves differently) only the prefixes with a
+        path via one of them: they are decided again, the others are only looked at.
         O(table): for configuration and IGP events, never per UPDATE.
         """
         self._decided.clear()  # decided under the old settings
         changes = []
-        for prefix, cur in list(self.dests.items()):
+        items = list(self.dests.items()) if next_hops is None else self._via(next_hops)
+        for prefix, cur in items:
             dest = _as_dest(cur)
             ch = self._reselect(prefix, dest)
-            if self.decision.resolve is None:
-                self.dests[prefix] = _compact(dest)
-            elif len(dest.paths) > 1 or not dest.selected:
-                self.dests[prefix] = dest
+            self.dests[prefix] = _compact(dest)
             if ch is not None:
                 changes.append(ch)
         return changes

@@ -27,6 +27,9 @@ class RouterConfig:
     always_compare_med: bool = False  # compare MED between paths from different neighbour ASes
     prefer_older: bool = False  # RFC 5004: keep the older of two eBGP paths before the router id
     cluster_id: str | None = None  # route-reflector cluster id (default: router_id)
+    # Restarting-speaker role (RFC 4724 4.1): a stop keeps the kernel routes and closes sessions
+    # without NOTIFICATION; a start keeps the routes found until the peers' End-of-RIB.
+    graceful_restart: bool = False
 
 
 @dataclass(slots=True)
@@ -46,6 +49,9 @@ class KernelConfig:
     protocol: int = 186
     ecmp: int = 8
     persist: bool = False
+    # Next hops must be reachable through the kernel's (non-BGP) routes to be usable; their
+    # route's metric is the IGP cost of the decision process.
+    resolve_next_hops: bool = True
 
 
 @dataclass(slots=True)
@@ -103,6 +109,7 @@ class NeighborConfig:
     address_families: list[Afi] = field(default_factory=lambda: [Afi.IPV4, Afi.IPV6])
     graceful_restart: bool = True
     restart_time: int = 120
+    stale_time: int = 360  # helper: stale routes of a peer that came back go after this without End-of-RIB
     add_path: Literal["off", "receive", "send", "both"] = "off"
     route_reflector_client: bool = False  # RFC 4456: reflect iBGP routes to and from this peer
     allow_local_as: int = 0  # accept paths carrying our ASN up to this many times (BIRD)
@@ -123,6 +130,17 @@ class NetworkConfig:
     communities: list[int] = field(default_factory=list)
     med: int | None = None
     blackhole: bool = False  # also install a kernel blackhole route for the prefix (Calico's blocks)
+
+
+@dataclass(frozen=True, slots=True)
+class RedistributeConfig:
+    """Kernel routes (one table, some protocols) or connected subnets announced as local routes."""
+
+    vrf: str = MAIN_VRF
+    kernel_table: int | None = None  # routes another daemon (or `ip route`) puts in this table
+    protocols: tuple[int, ...] = ()  # their rtm_protocol; () = any but ours
+    connected: bool = False  # the interfaces' subnets
+    policy: str = "all"  # an import policy ("all" | "none" | a policy name)
 
 
 @dataclass(slots=True)
@@ -151,6 +169,7 @@ class Config:
     neighbors: list[NeighborConfig] = field(default_factory=list)
     networks: list[NetworkConfig] = field(default_factory=list)
     policies: dict[str, PolicyConfig] = field(default_factory=dict)
+    redistribute: list[RedistributeConfig] = field(default_factory=list)
     source: str = ""  # the file it came from
 
     def vrf_table(self, vrf: str) -> int:

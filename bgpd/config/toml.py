@@ -32,6 +32,7 @@ from bgpd.config.model import (
     NetworkConfig,
     PolicyConfig,
     PolicyTerm,
+    RedistributeConfig,
     RouterConfig,
     VrfConfig,
     VrfRule,
@@ -336,6 +337,7 @@ ROUTER_FIELDS: dict[str, Check] = {
     "always_compare_med": _bool,
     "prefer_older": _bool,
     "cluster_id": _router_id,
+    "graceful_restart": _bool,
 }
 CONTROL_FIELDS: dict[str, Check] = {"socket": _socket_path, "group": _nonempty}
 
@@ -369,6 +371,7 @@ KERNEL_FIELDS: dict[str, Check] = {
     "protocol": _protocol,
     "ecmp": int_range(1, 256),
     "persist": _bool,
+    "resolve_next_hops": _bool,
 }
 MAX_IFNAME = 15  # IFNAMSIZ less the terminating NUL
 RULE_SELECTORS = ("from", "iif", "fwmark")
@@ -440,6 +443,7 @@ NEIGHBOR_FIELDS: dict[str, Check] = {
     "address_families": list_of(_afi, nonempty=True, unique=True),
     "graceful_restart": _bool,
     "restart_time": int_range(0, 4095),  # a 12-bit field in the capability (RFC 4724)
+    "stale_time": int_range(1, 86400),
     "add_path": one_of("off", "receive", "send", "both"),
     "route_reflector_client": _bool,
     "allow_local_as": int_range(0, 255),
@@ -455,6 +459,36 @@ NETWORK_FIELDS: dict[str, Check] = {
     "blackhole": _bool,
 }
 TERM_FIELDS = ("match", "action", "set")
+# rtm_protocol names as /etc/iproute2/rt_protos gives them (`ip route ... proto NAME`).
+RT_PROTOS = {
+    "redirect": 1, "kernel": 2, "boot": 3, "static": 4, "gated": 8, "ra": 9, "mrt": 10, "zebra": 11,
+    "bird": 12, "dnrouted": 13, "xorp": 14, "ntk": 15, "dhcp": 16, "keepalived": 18, "babel": 42,
+    "openr": 99, "bgp": 186, "isis": 187, "ospf": 188, "rip": 189, "eigrp": 192,
+}  # fmt: skip
+
+
+def _rt_proto(v: object) -> int:
+    if isinstance(v, str):
+        if v in RT_PROTOS:
+            return RT_PROTOS[v]
+        raise _Bad(f"unknown protocol name {v!r} (known: {', '.join(RT_PROTOS)}; or a number 0..255)")
+    n = _int(v)
+    if not 0 <= n <= 255:
+        raise _Bad(f"{n} is out of range (0..255)")
+    return n
+
+
+def _rt_protos(v: object) -> list[int]:
+    return list_of(_rt_proto, nonempty=True)(v) if isinstance(v, list) else [_rt_proto(v)]
+
+
+REDISTRIBUTE_FIELDS: dict[str, Check] = {
+    "vrf": _nonempty,
+    "kernel_table": int_range(1, 0xFFFFFFFF),
+    "protocol": _rt_protos,
+    "connected": _bool,
+    "policy": _nonempty,
+}
 
 
 def _policy_check(check: Callable[[str, object], None], key: str) -> Check:
@@ -486,6 +520,7 @@ SET_FIELDS: dict[str, Check] = {
 ACTIONS = ("accept", "reject", "next")
 TOP_LEVEL = (
     "router", "control", "log", "kernel", "metrics", "vrf", "template", "neighbor", "network", "policy",
+    "redistribute",
 )  # fmt: skip
 # What BIRD/FRR users reach for, mapped to our key, for "did you mean" when spelling is not the problem.
 _HABITS = {
@@ -823,6 +858,53 @@ class _Checker:
             )
         return out
 
+    def redistribute(
+        self, doc: dict[str, Any], vrf_names: set[str], policy_names: set[str], protocol: int
+    ) -> list[RedistributeConfig]:
+        out: list[RedistributeConfig] = []
+        seen: dict[RedistributeConfig, int] = {}
+        for i, body in enumerate(self.array_of_tables(doc.get("redistribute", []), "redistribute")):
+            path = f"redistribute[{i}]"
+            tbl = self.table(body, path)
+            if tbl is None:
+                continue
+            before = len(self.issues)
+            vals = self.fields(tbl, REDISTRIBUTE_FIELDS, path)
+            vrf = vals.get("vrf", MAIN_VRF)
+            if vrf not in vrf_names:
+                self.err(_join(path, "vrf"), f"no vrf '{vrf}'{_known(vrf_names)}")
+            policy = vals.get("policy", "all")
+            if policy not in FILTER_KEYWORDS and policy not in policy_names:
+                reason = (
+                    f'"{policy}" is neither all, none nor a defined policy{_known(policy_names, "policies")}'
+                )
+                self.err(_join(path, "policy"), reason)
+            table, connected = vals.get("kernel_table"), vals.get("connected", False)
+            if "kernel_table" in tbl and "connected" in tbl and connected:
+                self.err(_join(path, "connected"), "give either kernel_table or connected = true, not both")
+            elif "kernel_table" not in tbl and not connected and len(self.issues) == before:
+                self.err(_join(path, "kernel_table"), "missing (required unless connected = true)")
+            protocols = tuple(vals.get("protocol", []))
+            if protocols and "kernel_table" not in tbl:
+                self.err(
+                    _join(path, "protocol"), "only with kernel_table (connected routes have no protocol)"
+                )
+            if protocol in protocols:
+                self.err(
+                    _join(path, "protocol"), f"{protocol} is our own ([kernel] protocol): never redistributed"
+                )
+            if table == 255:
+                self.err(_join(path, "kernel_table"), "255 is the kernel's local table (our own addresses)")
+            if len(self.issues) != before:
+                continue
+            entry = RedistributeConfig(vrf, table, tuple(sorted(set(protocols))), bool(connected), policy)
+            if entry in seen:
+                self.err(path, f"the same as redistribute[{seen[entry]}]")
+                continue
+            seen[entry] = i
+            out.append(entry)
+        return out
+
     def sort_issues(self, sections: list[str]) -> None:
         """Sections are checked in dependency order; report them in the order the file has them."""
         rank = {name: i for i, name in enumerate(sections)}
@@ -849,6 +931,7 @@ class _Checker:
         templates = self.templates(doc, vrf_names, policy_names)
         neighbors = self.neighbors(doc, router.get("asn"), templates, vrf_names, policy_names)
         networks = self.networks(doc, vrf_names)
+        redistribute = self.redistribute(doc, vrf_names, policy_names, kernel.get("protocol", 186))
         if self.issues:
             self.sort_issues(list(doc))
             return None
@@ -861,6 +944,7 @@ class _Checker:
             vrfs=vrfs,
             neighbors=neighbors,
             networks=networks,
+            redistribute=redistribute,
             policies=policies,
             source=self.source,
         )

@@ -88,6 +88,23 @@ _STEP6 = tuple(1 + ((p + 7) >> 3) if p <= 128 else 1 << 20 for p in range(256))
 
 _CONFED = (SegType.AS_CONFED_SEQUENCE, SegType.AS_CONFED_SET)
 
+# One int object per ASN and community value, shared by every decoded set (and session) that
+# carries it: a full table repeats few values (~75k ASNs) in ~1M positions, and each int of
+# 2**30 or more is its own 32-byte object. Bounded: cleared when full (held values stay shared).
+_INTS: dict[int, int] = {}
+_INTS_MAX = 65_536
+_share_int = _INTS.setdefault
+
+
+def _shared_ints(values: tuple[int, ...]) -> tuple[int, ...]:
+    if len(_INTS) >= _INTS_MAX:
+        _INTS.clear()
+    return tuple(map(_share_int, values, values))
+
+
+def _shared_path(path: AsPath) -> AsPath:
+    return tuple([(t, _shared_ints(asns)) for t, asns in path])
+
 
 def _attrs_constructor() -> Callable[..., PathAttrs]:
     """A positional PathAttrs constructor about three times as fast as the dataclass one.
@@ -681,9 +698,11 @@ class UpdateDecoder:
                 aggregator = (asn, ipv4_str(ip))
             else:
                 return None
+        if communities:
+            communities = _shared_ints(communities)
         return intern(
             _new_attrs(
-                origin, ((2, asns),), next_hop, None, med, local_pref, atomic, aggregator,
+                origin, ((2, _shared_ints(asns)),), next_hop, None, med, local_pref, atomic, aggregator,
                 communities, ext, large, None, (), (),
             )
         )  # fmt: skip
@@ -967,6 +986,11 @@ class UpdateDecoder:
         elif withdraw:
             return _Decoded(None, None, tuple(errors), "", "", overrun)
         unknown_t = tuple(sorted(unknown)) if unknown else ()
+        # Shared ints for the values sets repeat (as_path is set here; empty from an iBGP origin).
+        if as_path:
+            as_path = _shared_path(as_path)
+        if communities:
+            communities = _shared_ints(communities)
         attrs = mp_attrs = None
         if next_hop is not None or not mp_ok:
             attrs = intern(

@@ -14,14 +14,18 @@ import asyncio
 import contextlib
 import ipaddress
 import select
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bgpd.config.model import NeighborConfig
 from bgpd.session import PeerSession
+from lab.peers import Bgpd, Bird, wait_for
 from tests.netns.test_fib_netlink import in_netns
 from tests.pair.test_pair_tcp import ListLogger, Recorder, until
 from tests.support.netns import Lab, need_root, run
@@ -157,3 +161,122 @@ def test_inbound_connection_must_come_through_the_device(topo) -> None:
         for s in clients:
             with contextlib.suppress(OSError):
                 s.close()
+
+
+# --- reload: a VRF's device changes --------------------------------------------------------
+
+
+def _bird_peers_config(addr: str, peer: str, extra: str = "") -> str:
+    return f"""
+router id {addr.split("/")[0] if "/" in addr else addr};
+log stderr all;
+protocol device {{ scan time 2; }}
+protocol bgp red {{
+  local {PEER} as 65002;
+  neighbor {peer} as 65001;
+  multihop; passive on;
+  hold time 9;
+  ipv4 {{ import all; export none; }};
+}}
+{extra}
+"""
+
+
+def _bgpd_config(workdir: Path, device: str, blue_neighbor: str) -> str:
+    return f"""
+[router]
+asn = 65001
+router_id = "10.0.0.1"
+
+[control]
+socket = "{workdir}/bgpd.sock"
+
+[kernel]
+enabled = false
+
+[vrf.red]
+table = 500
+device = "{device}"
+
+[vrf.blue]
+table = 501
+
+[[neighbor]]
+address = "{PEER}"
+asn = 65002
+vrf = "red"
+hold_time = 9
+connect_retry = 1
+import = "all"
+export = "none"
+
+[[neighbor]]
+address = "{blue_neighbor}"
+asn = 65003
+vrf = "blue"
+source_address = "10.81.0.11"
+hold_time = 9
+connect_retry = 1
+import = "all"
+export = "none"
+"""
+
+
+def _neighbors(bgpd: Bgpd) -> dict[str, dict[str, Any]]:
+    return {n["address"]: n for n in bgpd.cli_json("show", "neighbors")["neighbors"]}
+
+
+def test_reload_rebinds_exactly_the_sessions_of_a_vrf_whose_device_changed(topo, tmp_path: Path) -> None:
+    """VRF red's neighbour 10.99.0.9 is BIRD in c while red is bound to the veth towards c, and
+    BIRD in b once a reload binds red to the veth towards b: the old session gets a Cease
+    "other configuration change" (subcode 6), the new one comes up through the new device.
+    VRF blue (no device, unchanged) keeps its session to b over the reload."""
+    if shutil.which("bird") is None or shutil.which("birdc") is None:
+        pytest.skip("needs BIRD 2 (apt-get install bird2)")
+    a, b, c, to_b, to_c = topo
+    # blue's session has an address of its own: BIRD tells its sessions apart by neighbour address.
+    run("ip", "addr", "add", "10.81.0.11/24", "dev", to_b, ns=a)
+    blue = """
+protocol bgp blue {
+  local 10.81.0.2 as 65003;
+  neighbor 10.81.0.11 as 65001;
+  passive on; hold time 9;
+  ipv4 { import all; export none; };
+}
+"""
+    bird_b = Bird(b, tmp_path / "b", "bird", config=_bird_peers_config("10.81.0.2", "10.81.0.1", blue))
+    bird_c = Bird(c, tmp_path / "c", "bird", config=_bird_peers_config("10.82.0.2", "10.82.0.1"))
+    wd = tmp_path / "a"
+    wd.mkdir()
+    bgpd = Bgpd(a, wd, "bgpd", config=_bgpd_config(wd, to_c, "10.81.0.2"))
+    try:
+        bird_b.start()
+        bird_c.start()
+        bgpd.start()
+        wait_for("red up through c", lambda: bird_c.protocol_state("red") == "Established", 30)
+        wait_for("blue up", lambda: _neighbors(bgpd)["10.81.0.2"]["state"] == "Established", 30)
+        assert bird_b.protocol_state("red") != "Established"  # bound to the veth towards c
+        wait_for("a second of blue uptime", lambda: _neighbors(bgpd)["10.81.0.2"]["uptime_s"] >= 2, 10)
+        blue_before = _neighbors(bgpd)["10.81.0.2"]["uptime_s"]
+
+        # A reload that changes nothing of red's keeps its session.
+        bgpd.config_path.write_text(_bgpd_config(wd, to_c, "10.81.0.2") + "\n# touched\n")
+        assert "0 restarted" in bgpd.cli("reload").stdout
+        assert bird_c.protocol_state("red") == "Established"
+
+        bgpd.config_path.write_text(_bgpd_config(wd, to_b, "10.81.0.2"))
+        out = bgpd.cli("reload").stdout
+        assert "1 restarted" in out, out
+        wait_for("red up through b", lambda: bird_b.protocol_state("red") == "Established", 30)
+        assert _neighbors(bgpd)[PEER]["state"] == "Established"
+        assert bird_c.protocol_state("red") != "Established"
+        assert "Received: Other configuration change" in bird_c.birdc("show", "protocols", "all", "red")
+        assert "vrf device changed: its sessions restart" in bgpd.log_text()
+        # blue was not touched: same session, its uptime ran on.
+        blue_after = _neighbors(bgpd)["10.81.0.2"]
+        assert blue_after["state"] == "Established"
+        assert blue_after["uptime_s"] >= blue_before
+        assert bird_b.protocol_state("blue") == "Established"
+    finally:
+        for p in (bgpd, bird_b, bird_c):
+            p.stop()

@@ -77,6 +77,9 @@ class Recorder:
     def refresh_requested(self, session: PeerSession, afi: Afi) -> None:
         self.refresh.append(afi)
 
+    def output_drained(self, session: PeerSession) -> None:
+        pass
+
 
 class Speaker:
     """A minimal daemon: one session towards the other speaker, optionally a listener."""

@@ -270,3 +270,18 @@ async def test_submit_many_coalesces_with_single_submissions(setup) -> None:
     assert sync.installed == backend.tables
     # P3 was never installed: its delete was a no-op and never reached the backend.
     assert all(p != P3 for _t, _a, p, _nh in ops_of(backend))
+
+
+def test_large_batches_are_split_into_strided_parts() -> None:
+    """Each part samples the whole batch (every k-th prefix), so the backend's interleaving of
+    neighbours holds across the batch, not only inside runs of ``chunk`` prefixes."""
+    from fib.sync import _strided
+
+    ops = {key(f"10.{i // 256}.{i % 256}.0/24"): A for i in range(1000)}
+    order = list(ops)
+    parts = list(_strided(ops, 300))
+    assert [len(p) for p in parts] == [250, 250, 250, 250]
+    assert [list(p) for p in parts] == [order[s::4] for s in range(4)]
+    assert {p for part in parts for p in part} == set(ops)
+    small = {P1: A, P2: ()}
+    assert list(_strided(small, 300)) == [small]

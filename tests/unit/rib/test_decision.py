@@ -43,6 +43,7 @@ def test_steps_are_in_rfc_order() -> None:
         "router id",
         "cluster list length",
         "peer address",
+        "path id",
     ]
     assert STEP_NAMES[ECMP_STEPS] == "older path"
     assert DEFAULT_LOCAL_PREF == 100
@@ -76,6 +77,7 @@ BASE: dict[str, Any] = dict(
     nh="198.51.100.1",
     since=1.0,
     clusters=(),
+    pid=0,
 )
 TWEAKS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # (winning knobs, losing knobs); local-pref also checks that a missing value means 100.
@@ -91,6 +93,7 @@ TWEAKS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "router id": ({"rid": 1}, {"rid": 2}),
     "cluster list length": ({"clusters": ()}, {"clusters": ("10.9.9.9",)}),
     "peer address": ({"peer": "192.0.2.1"}, {"peer": "192.0.2.2"}),
+    "path id": ({"pid": 1}, {"pid": 2}),  # two ADD-PATH paths of one peer (RFC 7911)
 }
 assert list(TWEAKS) == STEP_NAMES
 
@@ -100,6 +103,8 @@ def build(knobs: dict[str, Any]) -> Path:
     peer = None if kind == SourceKind.LOCAL else knobs["peer"]
     asn = LOCAL_AS if kind != SourceKind.EBGP else knobs["path"][0]
     src = source(kind, peer, asn, knobs["rid"])
+    if knobs["pid"]:
+        src = src.for_path_id(knobs["pid"])
     return path(
         src,
         since=knobs["since"],
