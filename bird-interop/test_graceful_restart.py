@@ -174,12 +174,22 @@ def start_us(lab: SkeletonLab, restarting: bool = False, **kw: Any) -> Bgpd:
 
 
 FULL = {"192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8:100::/48"}
+# Announced by both BIRDs: complete only with both next hops (ECMP), not just present.
+ECMP = {"192.0.2.0/24": {"10.91.1.2", "10.91.2.2"}, "2001:db8:100::/48": {"fd91:1::2", "fd91:2::2"}}
+
+
+def complete(lab: SkeletonLab) -> dict[str, set[str]] | None:
+    """Our kernel routes once every BIRD route is in, the ECMP ones with both next hops."""
+    now = ours(lab)
+    if not set(now) >= FULL or any(now[p] != gws for p, gws in ECMP.items()):
+        return None
+    return now
 
 
 def test_bird_restarts_gracefully_and_we_help(lab: SkeletonLab) -> None:
     bgpd = start_us(lab)
     wait_for("all sessions up", lambda: all_established(bgpd), 40)
-    wait_for("every BIRD route in the kernel", lambda: set(ours(lab)) >= FULL or None, 30)
+    wait_for("every BIRD route in the kernel", lambda: complete(lab), 30)
     assert ours(lab)["192.0.2.0/24"] == {"10.91.1.2", "10.91.2.2"}
     assert neighbor(bgpd, "10.91.1.2")["graceful_restart"]["peer_restart_time"] == BIRD_RESTART_TIME
     mon = monitor(lab)
@@ -221,7 +231,7 @@ def test_bird_restarts_gracefully_and_we_help(lab: SkeletonLab) -> None:
 def test_bird_does_not_come_back_restart_time_sweeps(lab: SkeletonLab) -> None:
     bgpd = start_us(lab)
     wait_for("all sessions up", lambda: all_established(bgpd), 40)
-    wait_for("every BIRD route in the kernel", lambda: set(ours(lab)) >= FULL or None, 30)
+    wait_for("every BIRD route in the kernel", lambda: complete(lab), 30)
     b2 = lab.birds["b2"]
     b2.signal(signal.SIGKILL)  # a crash: TCP closes without NOTIFICATION
     assert b2.proc is not None
@@ -245,7 +255,7 @@ def test_notification_ends_the_session_without_graceful_restart(lab: SkeletonLab
     """RFC 4724 without RFC 8538's N bit: a Cease from the peer withdraws at once."""
     bgpd = start_us(lab)
     wait_for("all sessions up", lambda: all_established(bgpd), 40)
-    wait_for("every BIRD route in the kernel", lambda: set(ours(lab)) >= FULL or None, 30)
+    wait_for("every BIRD route in the kernel", lambda: complete(lab), 30)
     lab.birds["b2"].birdc("disable", "us4")  # BIRD sends Cease/administrative shutdown
     wait_for("203.0.113.0/24 withdrawn at once", lambda: "203.0.113.0/24" not in ours(lab) or None, 5)
     assert neighbor(bgpd, "10.91.2.2")["graceful_restart"]["state"] == "none"
@@ -254,7 +264,7 @@ def test_notification_ends_the_session_without_graceful_restart(lab: SkeletonLab
 def _our_restart(lab: SkeletonLab, how: int) -> None:
     bgpd = start_us(lab, restarting=True)
     wait_for("all sessions up", lambda: all_established(bgpd), 40)
-    wait_for("every BIRD route in the kernel", lambda: set(ours(lab)) >= FULL or None, 30)
+    wait_for("every BIRD route in the kernel", lambda: complete(lab), 30)
     b1 = lab.birds["b1"]
     wait_for("b1 has our network", lambda: "10.96.0.0/12" in bird_prefixes(b1) or None, 15)
     wait_for("b1 has our other network", lambda: "10.97.0.0/16" in bird_prefixes(b1) or None, 15)
@@ -303,7 +313,7 @@ def test_we_restart_and_a_peer_stays_away(lab: SkeletonLab) -> None:
     """Recovery waits for every graceful-restart peer's End-of-RIB, at most our restart time."""
     bgpd = start_us(lab, restarting=True, restart_time=8)
     wait_for("all sessions up", lambda: all_established(bgpd), 40)
-    wait_for("every BIRD route in the kernel", lambda: set(ours(lab)) >= FULL or None, 30)
+    wait_for("every BIRD route in the kernel", lambda: complete(lab), 30)
     before = ours(lab)
     mon = monitor(lab)
     bgpd.signal(signal.SIGTERM)
