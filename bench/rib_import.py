@@ -18,7 +18,12 @@ Loc-RIB, FIB ``installed``). --top N lists where the traced memory lives, by sou
 
 Usage: python bench/rib_import.py [--prefixes N] [--peers 1|2] [--policy all|attrs|prefix]
                                   [--gc default|freeze|periodic|off] [--export none|all] [--tracemalloc]
-                                  [--top N] [--wire]
+                                  [--top N] [--wire [--decoder-cache N] [--fib-rate R]
+                                                    [--malloc daemon|default]]
+
+--wire also prints the garbage collector's CPU (timed through gc.callbacks) and, with
+--tracemalloc --top N, where the memory was at the most-traced of the samples taken every 100k
+routes (with --fib-rate the FIB's queue behind a kernel-speed writer is part of it).
 """
 
 from __future__ import annotations
@@ -246,11 +251,11 @@ def main() -> None:
         top(args.top)
 
 
-def top(n: int) -> None:
+def top(n: int, snap: tracemalloc.Snapshot | None = None) -> None:
     if not n:
         return
     root = str(Path(__file__).resolve().parent.parent) + "/"
-    for st in tracemalloc.take_snapshot().statistics("lineno")[:n]:
+    for st in (snap or tracemalloc.take_snapshot()).statistics("lineno")[:n]:
         frame = st.traceback[0]
         where = f"{frame.filename.replace(root, '')}:{frame.lineno}"
         print(f"    {st.size / 2**20:7.1f} MiB {st.count:9,} blocks  {where}")
@@ -325,12 +330,17 @@ def wire(args: argparse.Namespace) -> None:
 
     gc.collect()
     gc.freeze()
+    # --gc default: the plain collector over the loading table; off: none at all.
+    daemon_gc = args.gc in ("freeze", "periodic")
+    if args.gc == "off":
+        gc.disable()
     gc.callbacks.append(gc_cb)
     if args.tracemalloc:
         tracemalloc.start()
     rss0 = rss_kib()
     t0 = time.process_time()
     since_freeze = 0
+    peak_traced, peak_snap = 0, None
     for chunk in chunks:
         for _type, body in framer.feed(chunk):
             update = decoder.decode(body)
@@ -338,8 +348,14 @@ def wire(args: argparse.Namespace) -> None:
             since_freeze += sum(len(p) for _a, _t, p in update.announce)
             if since_freeze >= 100_000:  # as the daemon does (Daemon._freeze_loaded)
                 since_freeze = 0
-                gc.collect(1)
-                gc.freeze()
+                if daemon_gc:
+                    gc.collect(1)
+                    gc.freeze()
+                if args.tracemalloc and args.top:
+                    # Where the memory is when the most is traced (the FIB's queue included).
+                    now = tracemalloc.get_traced_memory()[0]
+                    if now > peak_traced:
+                        peak_traced, peak_snap = now, tracemalloc.take_snapshot()
 
     async def idle() -> None:
         await fib.wait_idle()
@@ -352,7 +368,10 @@ def wire(args: argparse.Namespace) -> None:
     n = args.prefixes
     print(f"{n:,} prefixes from the wire, policy={args.policy}: decoder, RIB, FIB sync (null backend)")
     print(f"  {cpu:.2f} s CPU, decoding included ({n / cpu:,.0f} prefixes/s), decoder cache {cache_size:,}")
-    print(f"  gc: {gc_time[0]:.3f} s CPU in {gc_runs[0]} collections ({100 * gc_time[0] / cpu:.1f} % of it)")
+    print(
+        f"  gc ({'the daemon' if daemon_gc else args.gc}): {gc_time[0]:.3f} s CPU in {gc_runs[0]} collections"
+        f" ({100 * gc_time[0] / cpu:.1f} % of it)"
+    )
     print(f"  {fib.installed_count():,} routes in the FIB's installed state")
     print(f"  RSS +{(rss_kib() - rss0) / 1024:.0f} MiB ({(rss_kib() - rss0) * 1024 / n:.0f} B/route)")
     print(f"  RSS {rss_kib() / 1024:.0f} MiB, peak (VmHWM) {rss_kib('VmHWM') / 1024:.0f} MiB")
@@ -360,6 +379,9 @@ def wire(args: argparse.Namespace) -> None:
         traced = tracemalloc.get_traced_memory()[0]
         print(f"  tracemalloc: {traced / n:.0f} B per route (Python allocations)")
         top(args.top)
+        if peak_snap is not None:
+            print(f"  at the highest sample ({peak_traced / 2**20:.0f} MiB traced, taken every 100k routes):")
+            top(args.top, peak_snap)
 
 
 if __name__ == "__main__":

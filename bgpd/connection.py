@@ -46,6 +46,7 @@ from rib.prefix import Afi, Safi
 
 HOLD_GRACE = 1.0  # seconds a hold timer is extended while the peer's bytes wait unread
 OPEN_HOLD_TIME = 240.0  # hold timer while waiting for the peer's OPEN (RFC 4271 8.2.2 "large value")
+SEND_HOLD_MIN = 480  # RFC 9687: the default send hold time is max(8 min, 2 x the hold time)
 DECODER_CACHE = 8192  # raw attribute blocks each session's decoder remembers (see ESTABLISH)
 
 
@@ -68,6 +69,9 @@ class ConnParams:
     enhanced_route_refresh: bool = True
     extended_next_hop: bool | None = None  # None: for IPv4 when the session runs over IPv6
     hostname: str | None = None
+    # RFC 9687: seconds our output may make no progress before we give up on the peer
+    # (None: max(SEND_HOLD_MIN, 2 x the negotiated hold time); 0: never).
+    send_hold_time: int | None = None
     ebgp: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -304,6 +308,9 @@ class BgpConnection:
         self._decoder: UpdateDecoder | None = None
         self._hold_deadline: float | None = None
         self._keepalive_deadline: float | None = None
+        # RFC 9687 send hold timer: armed while our output waits, pushed back on progress.
+        self._send_hold_deadline: float | None = None
+        self._taken = 0  # the owner's count of bytes the peer has taken, as last reported
         self._events: list[Event] = []
         self._notif_sent: tuple[int, int, bytes] | None = None
         self._notif_received: tuple[int, int, bytes] | None = None
@@ -349,14 +356,44 @@ class BgpConnection:
     def next_deadline(self) -> float | None:
         if self.closed:
             return None
-        deadlines = [d for d in (self._hold_deadline, self._keepalive_deadline) if d is not None]
+        timers = (self._hold_deadline, self._keepalive_deadline, self._send_hold_deadline)
+        deadlines = [d for d in timers if d is not None]
         return min(deadlines) if deadlines else None
 
-    def handle_timer(self, now: float, input_pending: bool = False) -> list[Event]:
+    @property
+    def send_hold_time(self) -> int:
+        """RFC 9687's send hold time of this session (0: none)."""
+        sh = self.params.send_hold_time
+        if sh is not None:
+            return sh
+        neg = self.negotiated
+        return max(SEND_HOLD_MIN, 2 * neg.hold_time) if neg is not None else SEND_HOLD_MIN
+
+    def handle_timer(
+        self, now: float, input_pending: bool = False, output: tuple[int, bool] | None = None
+    ) -> list[Event]:
         """Run the timers due at ``now``. ``input_pending``: the peer's bytes wait unread on our
         side (we were busy), so an expired hold timer is our delay, not the peer's silence: it
-        gets HOLD_GRACE more, as BIRD gives one when its socket has data (bgp_hold_timeout)."""
+        gets HOLD_GRACE more, as BIRD gives one when its socket has data (bgp_hold_timeout).
+        ``output``: the owner's count of bytes the peer has taken so far (acknowledged) and
+        whether any still wait to go; a change of the count is progress for the send hold
+        timer (RFC 9687), nothing waiting stops it. Without it the timer runs unchecked."""
         self._now = now
+        if output is not None and self._send_hold_deadline is not None:
+            taken, waiting = output
+            if not waiting:
+                self._send_hold_deadline = None
+            elif taken != self._taken:
+                self._send_hold_deadline = now + self.send_hold_time
+            self._taken = taken
+        elif output is not None:
+            self._taken = output[0]
+        if self._send_hold_deadline is not None and now >= self._send_hold_deadline:
+            sh = self.send_hold_time
+            err = BgpError(ErrCode.SEND_HOLD_TIMER_EXPIRED, 0)
+            reason = f"send hold timer expired ({sh:g} s): the peer took none of our output"
+            self._input(FsmEvent.MANUAL_STOP, now, error=err, reason=reason)
+            return self._take_events()
         if self._hold_deadline is not None and now >= self._hold_deadline and input_pending:
             self._hold_deadline = now + HOLD_GRACE
         if self._hold_deadline is not None and now >= self._hold_deadline:
@@ -378,6 +415,7 @@ class BgpConnection:
         self.stats.updates_out += n
         if n:
             self._restart_keepalive(self._now if now is None else now)
+            self._arm_send_hold(self._now if now is None else now)
         return True
 
     def send_route_refresh(self, afi: Afi, safi: int = Safi.UNICAST, subtype: int = 0) -> bool:
@@ -390,6 +428,7 @@ class BgpConnection:
             return False
         self._out += encode_route_refresh(afi, safi, subtype)
         self.stats.messages_out += 1
+        self._arm_send_hold(self._now)
         return True
 
     def close(
@@ -632,6 +671,7 @@ class BgpConnection:
         elif action is Action.SEND_KEEPALIVE:
             self._out += encode_keepalive()
             self.stats.messages_out += 1
+            self._arm_send_hold(now)
         elif action is Action.START_KEEPALIVE_TIMER:
             self._restart_keepalive(now)
         elif action is Action.RESTART_HOLD_TIMER:
@@ -673,7 +713,7 @@ class BgpConnection:
             if tr.fsm_error:
                 reason = f"{reason}; sent NOTIFICATION: {describe_error(code, subcode)}"
         elif action is Action.CLOSE:
-            self._hold_deadline = self._keepalive_deadline = None
+            self._hold_deadline = self._keepalive_deadline = self._send_hold_deadline = None
             self._decoder = None
             self._events.append(
                 SessionClosed(
@@ -689,6 +729,12 @@ class BgpConnection:
         neg = self.negotiated
         if neg is not None:
             self._hold_deadline = now + neg.hold_time if neg.hold_time else None
+
+    def _arm_send_hold(self, now: float) -> None:
+        """Output was queued: from now on it must make progress within the send hold time."""
+        if self._send_hold_deadline is None and self.state is State.ESTABLISHED:
+            sh = self.send_hold_time
+            self._send_hold_deadline = now + sh if sh else None
 
     def _restart_keepalive(self, now: float) -> None:
         neg = self.negotiated

@@ -60,6 +60,11 @@ DUMP_SLICE = 2000
 # `show routes` of more routes than SLICED_ROUTES is built and encoded ROUTES_SLICE per loop turn.
 SLICED_ROUTES = 10_000
 ROUTES_SLICE = 1000
+# UPDATE packing per loop turn, all peers together (seconds), and changes per peer per turn:
+# a peer that reads fast could otherwise take a whole table (seconds) in one turn and starve
+# the KEEPALIVEs, the timers and the CLI. Peers left over go first in the next turn.
+SEND_TURN = 0.010
+SEND_PER_TURN = 8192
 
 
 def _same_session(old: NeighborConfig, new: NeighborConfig) -> bool:
@@ -167,6 +172,7 @@ class Daemon:
         self.metrics: MetricsServer | None = None
         self._stop = asyncio.Event()
         self._flush_scheduled = False
+        self._send_queue: list[Channel] = []  # channels whose packing the last turn cut short
         self._routes_since_freeze = 0  # see _freeze_loaded
         self.started_at = time.monotonic()
         self.notifier = Notifier()
@@ -508,20 +514,38 @@ class Daemon:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Send every channel's pending changes, packed into as few UPDATEs as possible."""
+        """Send every channel's pending changes, packed into as few UPDATEs as possible: at
+        most SEND_TURN seconds per loop turn, round robin (those the last turn did not reach
+        or cut short first), then another turn with call_soon."""
         self._flush_scheduled = False
         held = self.recovery.held if self.recovery is not None else ()
-        for ch in self.rib.take_dirty():
+        queue = self._send_queue
+        queued = set(queue)
+        queue.extend(ch for ch in self.rib.take_dirty() if ch not in queued)
+        self._send_queue = []
+        again: list[Channel] = []
+        deadline = time.monotonic() + SEND_TURN
+        for i, ch in enumerate(queue):
             if ch in held:
                 continue  # deferred until our recovery ends (its pending stays in the channel)
             peer = self.peers.get(ch.name)
-            if peer is None or peer.encoder is None:
+            if peer is None or peer.encoder is None or peer.channel is not ch:
                 ch.take_pending()
                 continue
-            self._send_pending(peer)
+            if not self._send_pending(peer, deadline):
+                again.append(ch)
+            if time.monotonic() >= deadline:
+                self._send_queue = queue[i + 1 :] + again
+                break
+        else:
+            self._send_queue = again
+        if self._send_queue:
+            self._schedule_flush()
 
-    def _send_pending(self, peer: Peer) -> None:
-        """Pack and queue ``peer``'s pending changes while its output queue is under the cap.
+    def _send_pending(self, peer: Peer, deadline: float = float("inf")) -> bool:
+        """Pack and queue ``peer``'s pending changes while its output queue is under the cap,
+        up to SEND_PER_TURN changes and until ``deadline`` (monotonic): False when cut short
+        by those (the caller comes back next turn), True otherwise.
 
         Batches are sized from the bytes per change of the previous one (256 at first), so the
         queue stays under ``OUT_QUEUE_CAP`` (UPDATEs under it by ``OUT_QUEUE_HEADROOM``). At the
@@ -531,12 +555,15 @@ class Daemon:
         ch, session, encoder = peer.channel, peer.session, peer.encoder
         assert encoder is not None
         per_change = 256
+        sent = 0
         while ch.has_pending():
+            if sent >= SEND_PER_TURN or time.monotonic() >= deadline:
+                return False
             room = OUT_QUEUE_CAP - OUT_QUEUE_HEADROOM - session.output_backlog
             if room < per_change:
                 session.notify_when_drained()
-                return
-            pending, eor = take_batch(ch, max(1, room // per_change))
+                return True
+            pending, eor = take_batch(ch, max(1, min(room // per_change, SEND_PER_TURN - sent)))
             msgs = pack_pending(encoder, pending, eor)
             n = sum(len(v) for v in pending.values())
             size = sum(map(len, msgs))
@@ -550,10 +577,12 @@ class Daemon:
             )
             if not msgs or not session.send_updates(msgs):
                 ch.take_pending()  # not Established (any more): the next session gets the table
-                return
+                return True
             peer.out_queue_peak = max(peer.out_queue_peak, session.output_backlog)
+            sent += max(1, n)
             if n:
                 per_change = max(1, -(-size // n))
+        return True
 
     def output_drained(self, session: PeerSession) -> None:
         """A peer's output queue drained: go on with what waits in its channel."""

@@ -129,6 +129,7 @@ class _Link:
         "timer",
         "wake",
         "writer",
+        "written",
     )
 
     def __init__(
@@ -148,6 +149,7 @@ class _Link:
         self.abort_handle: asyncio.TimerHandle | None = None
         self.wake = asyncio.Event()
         self.finished = False  # the BgpConnection ended (transport may still be flushing)
+        self.written = 0  # bytes handed to the transport (for the send hold timer's progress)
         # Received bytes not yet given to ``conn`` (from ``inbox_pos`` on); ``drained`` is set
         # when the feeder has given them all, and the reader reads on.
         self.inbox = b""
@@ -237,6 +239,7 @@ class PeerSession:
             graceful_restart=cfg.graceful_restart,
             restart_time=cfg.restart_time,
             add_path=cfg.add_path,
+            send_hold_time=cfg.send_hold_time,
             hostname=socket.gethostname() or None,
         )
         # public, read-only for the CLI
@@ -726,11 +729,28 @@ class PeerSession:
             return False
         return struct.unpack("i", queued)[0] > 0
 
+    @staticmethod
+    def _output_progress(link: _Link) -> tuple[int, bool]:
+        """For the send hold timer (RFC 9687): how many of our bytes the peer has acknowledged
+        (written, less what waits in the transport and unacknowledged in the kernel: a peer
+        that keeps a zero window takes none) and whether any still wait."""
+        transport = link.writer.transport
+        waiting = link.conn.pending_output + transport.get_write_buffer_size()
+        sock = link.writer.get_extra_info("socket")
+        if sock is not None:
+            try:
+                queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+                waiting += struct.unpack("i", queued)[0]
+            except OSError:
+                pass
+        return link.written + link.conn.pending_output - waiting, waiting > 0
+
     async def _write_loop(self, link: _Link) -> None:
         try:
             while True:
                 data = link.conn.data_to_send()
                 if data:
+                    link.written += len(data)
                     link.writer.write(data)
                     await link.writer.drain()
                     continue
@@ -755,7 +775,10 @@ class PeerSession:
         link.timer = None
         # asyncio may run a timer a clock tick early; the connection must see its deadline reached.
         now = max(self._now(), deadline)
-        self._after(link, link.conn.handle_timer(now, input_pending=self._input_pending(link)))
+        events = link.conn.handle_timer(
+            now, input_pending=self._input_pending(link), output=self._output_progress(link)
+        )
+        self._after(link, events)
 
     def _after(self, link: _Link, events: list[Event], lost_reason: str = "") -> None:
         """Dispatch a connection's events, wake its writer, re-arm its timer."""

@@ -120,12 +120,7 @@ class Rib:
         while todo:
             afi, keys, pos = todo[-1]
             end = len(keys) if left is None else min(len(keys), pos + left)
-            get = self.table(vrf, afi).get
-            queue = ch.queue_export
-            for prefix in keys[pos:end]:
-                dest = get(prefix)
-                if dest is not None and dest.selected:
-                    queue(afi, prefix, dest.selected[0])
+            ch.queue_export_table(afi, keys[pos:end], self.table(vrf, afi).get)
             if left is not None:
                 left -= end - pos
             if end < len(keys):

@@ -110,6 +110,9 @@ class NeighborConfig:
     graceful_restart: bool = True
     restart_time: int = 120
     stale_time: int = 360  # helper: stale routes of a peer that came back go after this without End-of-RIB
+    # RFC 9687: seconds our output may make no progress before the session ends with
+    # NOTIFICATION 8 (None: max(480, 2 x the negotiated hold time); 0: never).
+    send_hold_time: int | None = None
     add_path: Literal["off", "receive", "send", "both"] = "off"
     route_reflector_client: bool = False  # RFC 4456: reflect iBGP routes to and from this peer
     allow_local_as: int = 0  # accept paths carrying our ASN up to this many times (BIRD)

@@ -444,6 +444,7 @@ NEIGHBOR_FIELDS: dict[str, Check] = {
     "graceful_restart": _bool,
     "restart_time": int_range(0, 4095),  # a 12-bit field in the capability (RFC 4724)
     "stale_time": int_range(1, 86400),
+    "send_hold_time": int_range(0, 86400),  # RFC 9687; 0: off
     "add_path": one_of("off", "receive", "send", "both"),
     "route_reflector_client": _bool,
     "allow_local_as": int_range(0, 255),

@@ -13,6 +13,7 @@ class ErrCode(IntEnum):
     FSM = 5
     CEASE = 6
     ROUTE_REFRESH = 7
+    SEND_HOLD_TIMER_EXPIRED = 8  # RFC 9687
 
 
 class HeaderSub(IntEnum):
@@ -71,6 +72,7 @@ ERROR_NAMES: dict[int, str] = {
     5: "Finite State Machine Error",
     6: "Cease",
     7: "ROUTE-REFRESH Message Error",
+    8: "Send Hold Timer Expired",
 }
 
 SUBCODE_NAMES: dict[int, dict[int, str]] = {
