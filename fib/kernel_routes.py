@@ -8,7 +8,6 @@ our writes cost this socket nothing, and next hops are never resolved through BG
 
 from __future__ import annotations
 
-import ctypes
 import errno as errno_mod
 import ipaddress
 import socket
@@ -24,24 +23,33 @@ from fib.kernel_view import (
     Overrun,
     RouteChange,
 )
+from fib.netlink import (
+    IFF_UP,
+    NLM_F_DUMP,
+    NLM_F_DUMP_INTR,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    RTA_DST,
+    RTA_MULTIPATH,
+    RTA_OIF,
+    RTA_TABLE,
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_DELROUTE,
+    RTM_GETROUTE,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWROUTE,
+    BpfInsn,
+    open_monitor_socket,
+    read_notifications,
+)
 from rib.prefix import Afi, IPAddress, make_key
 
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-NLM_F_REQUEST = 0x1
-NLM_F_DUMP = 0x300
-NLM_F_DUMP_INTR = 0x10
-RTM_NEWLINK, RTM_DELLINK = 16, 17
-RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
-RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
-RTA_DST, RTA_OIF, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 6, 9, 15
+RTM_GETADDR = 22
+RTA_PRIORITY = 6
 IFA_ADDRESS, IFA_LOCAL = 1, 2
-RTMGRP_LINK = 0x1
-RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE = 0x10, 0x40
-RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE = 0x100, 0x400
-IFF_UP = 0x1
-SO_ATTACH_FILTER = 26
-SO_RCVBUFFORCE = 33
 RT_TABLE_LOCAL = 255  # local and broadcast addresses: never a way to a next hop, never redistributed
 
 _HDR = struct.Struct("=IHHII")  # nlmsghdr
@@ -106,10 +114,10 @@ def parse_addr(buf: bytes | bytearray, pos: int, end: int) -> KernelAddr | None:
     return KernelAddr(index, addr, network)
 
 
-def _attach_protocol_filter(sock: socket.socket, protocol: int) -> None:
+def _protocol_filter(protocol: int) -> list[BpfInsn]:
     """Classic BPF: drop route notifications whose rtm_protocol is ``protocol`` (ours)."""
     type_off = 4 if sys.byteorder == "little" else 5  # nlmsg_type is host order; types are < 256
-    insns = [
+    return [
         (0x30, 0, 0, type_off),  # 0: ldb [type]
         (0x15, 1, 0, RTM_NEWROUTE),  # 1: jeq NEWROUTE -> 3
         (0x15, 0, 3, RTM_DELROUTE),  # 2: jeq DELROUTE -> 3, else -> 6
@@ -119,10 +127,6 @@ def _attach_protocol_filter(sock: socket.socket, protocol: int) -> None:
         (0x06, 0, 0, 0xFFFFFFFF),  # 6: accept
         (0x06, 0, 0, 0),  # 7: drop
     ]
-    code = b"".join(struct.pack("=HBBI", *insn) for insn in insns)
-    prog = ctypes.create_string_buffer(code, len(code))
-    fprog = struct.pack("@HP", len(insns), ctypes.addressof(prog))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 class KernelWatch:
@@ -130,22 +134,7 @@ class KernelWatch:
 
     def __init__(self, protocol: int, rcvbuf: int = 8 << 20) -> None:
         self.protocol = protocol
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
-        try:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
-            except PermissionError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            _attach_protocol_filter(sock, protocol)
-            groups = (
-                RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE
-            )
-            sock.bind((0, groups))
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        self._sock = sock
+        self._sock = open_monitor_socket(rcvbuf, _protocol_filter(protocol))
         self._buf = bytearray(1 << 16)
         self._seq = 1
 
@@ -159,27 +148,7 @@ class KernelWatch:
 
     def read(self) -> list[KernelChange]:
         """Every queued notification, without blocking."""
-        out: list[KernelChange] = []
-        buf = self._buf
-        while True:
-            try:
-                nbytes = self._sock.recv_into(buf)
-            except BlockingIOError:
-                return out
-            except OSError as exc:
-                if exc.errno == errno_mod.ENOBUFS:
-                    out.append(Overrun())
-                    continue
-                raise
-            pos = 0
-            while pos + 16 <= nbytes:
-                mlen, mtype = _HDR.unpack_from(buf, pos)[:2]
-                if mlen < 16 or pos + mlen > nbytes:
-                    break
-                change = self._decode(buf, pos, pos + mlen, mtype)
-                if change is not None:
-                    out.append(change)
-                pos += (mlen + 3) & ~3
+        return read_notifications(self._sock, self._buf, self._decode, Overrun)
 
     def _decode(self, buf: bytearray, pos: int, end: int, mtype: int) -> KernelChange | None:
         if mtype in (RTM_NEWROUTE, RTM_DELROUTE) and end - pos >= 28:

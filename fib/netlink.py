@@ -29,7 +29,7 @@ import socket
 import struct
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import chain
 from typing import Any, TypeVar
 
@@ -893,6 +893,59 @@ _IFADDR = struct.Struct("=BBBBi")  # family, prefixlen, flags, scope, index
 _AFI_OF: dict[int, Afi] = {int(socket.AF_INET): Afi.IPV4, int(socket.AF_INET6): Afi.IPV6}
 
 
+MONITOR_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE
+BpfInsn = tuple[int, int, int, int]  # code, jt, jf, k
+
+
+def open_monitor_socket(rcvbuf: int, bpf: Sequence[BpfInsn] = ()) -> socket.socket:
+    """A non-blocking rtnetlink socket on the link, address and route groups, with an optional
+    classic BPF filter (so unwanted notifications are dropped in the kernel, before any copy)."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+    try:
+        _set_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, rcvbuf)
+        if bpf:
+            code = b"".join(struct.pack("=HBBI", *insn) for insn in bpf)
+            prog = ctypes.create_string_buffer(code, len(code))
+            fprog = struct.pack("@HP", len(bpf), ctypes.addressof(prog))
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        sock.bind((0, MONITOR_GROUPS))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def read_notifications(
+    sock: socket.socket,
+    buf: bytearray,
+    decode: Callable[[bytearray, int, int, int], _T | None],
+    overrun: Callable[[], _T],
+) -> list[_T]:
+    """Every queued notification of a monitor socket, decoded (``decode(buf, pos, end, type)``,
+    None to skip), without blocking; a lost batch (ENOBUFS) becomes ``overrun()``."""
+    out: list[_T] = []
+    while True:
+        try:
+            nbytes = sock.recv_into(buf)
+        except BlockingIOError:
+            return out
+        except OSError as exc:
+            if exc.errno == errno_mod.ENOBUFS:
+                out.append(overrun())
+                continue
+            raise
+        pos = 0
+        while pos + 16 <= nbytes:
+            mlen, mtype = _HDR.unpack_from(buf, pos)[:2]
+            if mlen < 16 or pos + mlen > nbytes:
+                break
+            item = decode(buf, pos, pos + mlen, mtype)
+            if item is not None:
+                out.append(item)
+            pos += (mlen + 3) & ~3
+
+
 class RouteMonitor:
     """Route, link and address notifications of the namespace, as KernelEvents.
 
@@ -904,20 +957,7 @@ class RouteMonitor:
     """
 
     def __init__(self, ignore_port: int = 0, rcvbuf: int = 4 << 20) -> None:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
-        try:
-            _set_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, rcvbuf)
-            if ignore_port:
-                _attach_port_filter(sock, ignore_port)
-            groups = (
-                RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE
-            )
-            sock.bind((0, groups))
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        self._sock = sock
+        self._sock = open_monitor_socket(rcvbuf, _port_filter(ignore_port) if ignore_port else ())
         self._buf = bytearray(1 << 16)
         self._gateways = _Gateways()
 
@@ -925,27 +965,7 @@ class RouteMonitor:
         return self._sock.fileno()
 
     def read(self) -> list[KernelEvent]:
-        events: list[KernelEvent] = []
-        buf = self._buf
-        while True:
-            try:
-                nbytes = self._sock.recv_into(buf)
-            except BlockingIOError:
-                return events
-            except OSError as exc:
-                if exc.errno == errno_mod.ENOBUFS:
-                    events.append(KernelEvent(EV_OVERRUN))
-                    continue
-                raise
-            pos = 0
-            while pos + 16 <= nbytes:
-                mlen, mtype = _HDR.unpack_from(buf, pos)[:2]
-                if mlen < 16 or pos + mlen > nbytes:
-                    break
-                event = self._decode(buf, pos, pos + mlen, mtype)
-                if event is not None:
-                    events.append(event)
-                pos += (mlen + 3) & ~3
+        return read_notifications(self._sock, self._buf, self._decode, _overrun_event)
 
     def _decode(self, buf: bytearray, pos: int, end: int, mtype: int) -> KernelEvent | None:
         if mtype in (RTM_NEWROUTE, RTM_DELROUTE) and end - pos >= 28:
@@ -988,20 +1008,20 @@ def missing_net_admin() -> bool:
     return False  # cannot tell: the kernel's EPERM per route will say so
 
 
-def _attach_port_filter(sock: socket.socket, port: int) -> None:
+def _overrun_event() -> KernelEvent:
+    return KernelEvent(EV_OVERRUN)
+
+
+def _port_filter(port: int) -> list[BpfInsn]:
     """Classic BPF: drop a message whose nlmsghdr.nlmsg_pid (offset 12) is ``port``."""
     # BPF loads words big-endian; nlmsg_pid is in host order.
     k = int.from_bytes(_U32.pack(port), "big")
-    insns = [
+    return [
         (0x20, 0, 0, 12),  # ld [12]
         (0x15, 1, 0, k),  # jeq #k -> drop, else accept
         (0x06, 0, 0, 0xFFFFFFFF),  # ret #all: accept
         (0x06, 0, 0, 0),  # ret #0: drop
     ]
-    code = b"".join(struct.pack("=HBBI", *insn) for insn in insns)
-    prog = ctypes.create_string_buffer(code, len(code))
-    fprog = struct.pack("@HP", len(insns), ctypes.addressof(prog))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def _set_buffer(sock: socket.socket, force_opt: int, opt: int, size: int) -> None:
