@@ -37,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bgpd.wire import MessageFramer, MsgType, UpdateEncoder, encode_keepalive, encode_open
+from lab.injector import chunks
 from rib.attrs import PathAttrs
 from rib.prefix import Afi, PrefixKey
 
@@ -113,29 +114,13 @@ def make_table(afi: Afi, n: int, peer_asn: int, next_hop: str, seed: int = 1) ->
     return Table(afi, groups)
 
 
-def chunked(messages: list[bytes], size: int = CHUNK) -> list[bytes]:
-    """Join messages into chunks of about ``size`` bytes that end at message boundaries."""
-    out: list[bytes] = []
-    part: list[bytes] = []
-    n = 0
-    for m in messages:
-        part.append(m)
-        n += len(m)
-        if n >= size:
-            out.append(b"".join(part))
-            part, n = [], 0
-    if part:
-        out.append(b"".join(part))
-    return out
-
-
 def encode_table(table: Table) -> tuple[list[bytes], list[bytes]]:
     """(announce chunks incl. End-of-RIB, withdraw chunks)."""
     enc = UpdateEncoder(four_octet=True)
     msgs = [m for attrs, keys in table.groups for m in enc.announce(table.afi, attrs, keys)]
     msgs.append(enc.end_of_rib(table.afi))
     all_keys = [k for _a, keys in table.groups for k in keys]
-    return chunked(msgs), chunked(enc.withdraw(table.afi, all_keys))
+    return chunks(msgs, CHUNK), chunks(enc.withdraw(table.afi, all_keys), CHUNK)
 
 
 @dataclass
