@@ -60,11 +60,14 @@ DUMP_SLICE = 2000
 # `show routes` of more routes than SLICED_ROUTES is built and encoded ROUTES_SLICE per loop turn.
 SLICED_ROUTES = 10_000
 ROUTES_SLICE = 1000
-# UPDATE packing per loop turn, all peers together (seconds), and changes per peer per turn:
-# a peer that reads fast could otherwise take a whole table (seconds) in one turn and starve
-# the KEEPALIVEs, the timers and the CLI. Peers left over go first in the next turn.
+# UPDATE packing per loop turn, all peers together (seconds), and changes per turn shared by
+# the peers waiting (at least SEND_MIN_SHARE each): a peer that reads fast could otherwise take
+# a whole table (seconds) in one turn and starve the KEEPALIVEs, the timers, the CLI and the
+# other peers. Every waiting peer gets one batch per turn, so on a slow machine the first peer
+# cannot use up the turn; those cut short go last in the next turn.
 SEND_TURN = 0.010
 SEND_PER_TURN = 8192
+SEND_MIN_SHARE = 256
 
 
 def _same_session(old: NeighborConfig, new: NeighborConfig) -> bool:
@@ -514,9 +517,9 @@ class Daemon:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Send every channel's pending changes, packed into as few UPDATEs as possible: at
-        most SEND_TURN seconds per loop turn, round robin (those the last turn did not reach
-        or cut short first), then another turn with call_soon."""
+        """Send every channel's pending changes, packed into as few UPDATEs as possible: each
+        waiting peer gets its share of SEND_PER_TURN changes per loop turn, at least one batch,
+        more only while the turn's SEND_TURN seconds last; then another turn with call_soon."""
         self._flush_scheduled = False
         held = self.recovery.held if self.recovery is not None else ()
         queue = self._send_queue
@@ -524,28 +527,25 @@ class Daemon:
         queue.extend(ch for ch in self.rib.take_dirty() if ch not in queued)
         self._send_queue = []
         again: list[Channel] = []
+        share = max(SEND_MIN_SHARE, SEND_PER_TURN // max(1, len(queue)))
         deadline = time.monotonic() + SEND_TURN
-        for i, ch in enumerate(queue):
+        for ch in queue:
             if ch in held:
                 continue  # deferred until our recovery ends (its pending stays in the channel)
             peer = self.peers.get(ch.name)
             if peer is None or peer.encoder is None or peer.channel is not ch:
                 ch.take_pending()
                 continue
-            if not self._send_pending(peer, deadline):
+            if not self._send_pending(peer, deadline, share):
                 again.append(ch)
-            if time.monotonic() >= deadline:
-                self._send_queue = queue[i + 1 :] + again
-                break
-        else:
-            self._send_queue = again
-        if self._send_queue:
+        self._send_queue = again
+        if again:
             self._schedule_flush()
 
-    def _send_pending(self, peer: Peer, deadline: float = float("inf")) -> bool:
-        """Pack and queue ``peer``'s pending changes while its output queue is under the cap,
-        up to SEND_PER_TURN changes and until ``deadline`` (monotonic): False when cut short
-        by those (the caller comes back next turn), True otherwise.
+    def _send_pending(self, peer: Peer, deadline: float = float("inf"), limit: int = SEND_PER_TURN) -> bool:
+        """Pack and queue ``peer``'s pending changes while its output queue is under the cap:
+        one batch, then more up to ``limit`` changes and until ``deadline`` (monotonic). False
+        when cut short by those (the caller comes back next turn), True otherwise.
 
         Batches are sized from the bytes per change of the previous one (256 at first), so the
         queue stays under ``OUT_QUEUE_CAP`` (UPDATEs under it by ``OUT_QUEUE_HEADROOM``). At the
@@ -557,13 +557,13 @@ class Daemon:
         per_change = 256
         sent = 0
         while ch.has_pending():
-            if sent >= SEND_PER_TURN or time.monotonic() >= deadline:
+            if sent >= limit or (sent and time.monotonic() >= deadline):
                 return False
             room = OUT_QUEUE_CAP - OUT_QUEUE_HEADROOM - session.output_backlog
             if room < per_change:
                 session.notify_when_drained()
                 return True
-            pending, eor = take_batch(ch, max(1, min(room // per_change, SEND_PER_TURN - sent)))
+            pending, eor = take_batch(ch, max(1, min(room // per_change, limit - sent)))
             msgs = pack_pending(encoder, pending, eor)
             n = sum(len(v) for v in pending.values())
             size = sum(map(len, msgs))
