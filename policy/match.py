@@ -68,6 +68,70 @@ class PrefixMatch:
         return value >> shift == int(self.network.network_address) >> shift
 
 
+class PrefixSet:
+    """The entries of one prefix list, for a test per route that costs a few set probes.
+
+    Per family and route length L, the distinct network lengths n of the entries whose
+    [ge, le] holds L, each with the set of their networks' leading n bits: a route matches
+    when its leading n bits are in one of those sets. A /24 against a bogon list is one or two
+    probes, however long the list. The bits are taken from the whole route key read as one
+    integer (length octet first), so each set holds ``L << n | bits``: no slicing per route.
+    """
+
+    __slots__ = ("_by_afi",)
+
+    def __init__(self, entries: list[PrefixMatch]) -> None:
+        # Indexed by the family's number (an Afi indexes a list in C; hashing it for a dict
+        # would run Enum.__hash__, Python code), then by route length: (shift, keys).
+        self._by_afi: list[list[tuple[tuple[int, frozenset[int]], ...]] | None] = [None] * (max(Afi) + 1)
+        for afi in {m.afi for m in entries}:
+            per_len: list[tuple[tuple[int, frozenset[int]], ...]] = []
+            for plen in range(afi.max_plen + 1):
+                nets: dict[int, set[int]] = {}
+                for m in entries:
+                    if m.afi is afi and m.ge <= plen <= m.le:
+                        n = m.network.prefixlen
+                        bits = int(m.network.network_address) >> (afi.max_plen - n)
+                        nets.setdefault(n, set()).add(plen << n | bits)
+                width = 8 * ((plen + 7) // 8)  # the key's address bits: its significant octets
+                per_len.append(tuple((width - n, frozenset(keys)) for n, keys in sorted(nets.items())))
+            self._by_afi[afi] = per_len
+
+    def table(self, afi: Afi) -> list[tuple[tuple[int, frozenset[int]], ...]] | None:
+        """Per route length, the (shift, keys) to probe: ``int.from_bytes(route key) >> shift``."""
+        return self._by_afi[afi]
+
+    def contains(self, afi: Afi, prefix: PrefixKey) -> bool:
+        per_len = self._by_afi[afi]
+        if per_len is None:
+            return False
+        cands = per_len[prefix[0]]
+        if not cands:
+            return False
+        value = int.from_bytes(prefix, "big")
+        for shift, keys in cands:  # noqa: SIM110 - a loop costs less than any() over a generator
+            if value >> shift in keys:
+                return True
+        return False
+
+    def matching(self, afi: Afi, prefixes: list[PrefixKey]) -> list[PrefixKey]:
+        """The prefixes of ``prefixes`` that match (``contains`` inlined: one UPDATE's NLRI)."""
+        per_len = self._by_afi[afi]
+        if per_len is None:
+            return []
+        hit: list[PrefixKey] = []
+        from_bytes = int.from_bytes
+        for prefix in prefixes:
+            cands = per_len[prefix[0]]
+            if cands:
+                value = from_bytes(prefix, "big")
+                for shift, keys in cands:
+                    if value >> shift in keys:
+                        hit.append(prefix)
+                        break
+        return hit
+
+
 def _values(value: object) -> list[object]:
     vals = value if isinstance(value, list) else [value]
     if not vals:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, fields, replace
 from enum import IntEnum
+from operator import attrgetter
 from typing import Any
 
 from rib.prefix import IPAddress
@@ -101,53 +102,108 @@ class PathAttrs:
         # dataclasses.replace() re-validates every field and the frozen __init__ goes through
         # object.__setattr__, each several times the cost; policies call this once per
         # attribute set they change (a full table: ~100k times).
-        new = _with(self, changes)
-        if changes:
-            raise TypeError(f"unknown attributes: {', '.join(changes)}")
-        return intern(new)
+        return intern(_with(self, changes))
+
+    def with_changes(self, changes: dict[str, Any]) -> PathAttrs:
+        """``with_`` from a dict of changes (a policy's setters fill one): no keyword repacking."""
+        return intern(_with(self, changes))
+
+    def __hash__(self) -> int:
+        # As the generated hash, but the next hop by its integer: IPv4Address.__hash__ is Python
+        # code (hex() of the int), a third of the cost of hashing a new set in intern().
+        nh = self.next_hop
+        return hash((
+            self.origin,
+            self.as_path,
+            None if nh is None else ip_int(nh),
+            self.next_hop_ll,
+            self.med,
+            self.local_pref,
+            self.atomic_aggregate,
+            self.aggregator,
+            self.communities,
+            self.ext_communities,
+            self.large_communities,
+            self.originator_id,
+            self.cluster_list,
+            self.unknown,
+        ))  # fmt: skip
 
 
-_SLOT_SETTERS = tuple((f.name, getattr(PathAttrs, f.name).__set__) for f in fields(PathAttrs))
+# The integer of an IPv4Address/IPv6Address (its slot), read in C; int() would call __int__.
+ip_int: Any = attrgetter("_ip")
+
+
+_FIELDS = tuple(f.name for f in fields(PathAttrs))
 
 
 def _with_slots(attrs: PathAttrs, changes: dict[str, Any]) -> PathAttrs:
-    """A copy of ``attrs`` with ``changes`` (popped from the dict), filled slot by slot."""
+    """A copy of ``attrs`` with ``changes``, filled slot by slot (the portable way)."""
+    unknown = changes.keys() - set(_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown attributes: {', '.join(sorted(unknown))}")
     new = object.__new__(PathAttrs)
-    for name, set_slot in _SLOT_SETTERS:
-        set_slot(new, changes.pop(name) if name in changes else getattr(attrs, name))
+    for name in _FIELDS:
+        getattr(PathAttrs, name).__set__(new, changes[name] if name in changes else getattr(attrs, name))
     return new
 
 
-def _with_compiled() -> Any:
-    """``_with_slots`` as straight-line code: a plain class with PathAttrs's slots takes
-    ordinary attribute stores, then becomes a PathAttrs by ``__class__`` assignment (allowed
-    between layout-compatible classes), about half the cost. The slot-by-slot version is
-    used if the layout is not the expected one or the assignment is refused."""
-    names = [f.name for f in fields(PathAttrs)]
-    if tuple(names) != PathAttrs.__slots__:
-        return _with_slots
-    ns: dict[str, Any] = {"_cls": PathAttrs, "_M": object()}
-    params = ", ".join(names)
-    stores = "".join(f"        self.{n} = {n}\n" for n in names)
-    args = ", ".join(f"a.{n} if (v := pop({n!r}, _M)) is _M else v" for n in names)
+def _building_class() -> type | None:
+    """A plain class with PathAttrs's slots whose instances take ordinary attribute stores,
+    then become PathAttrs by ``__class__`` assignment (allowed between layout-compatible
+    classes): a copy at about a third of the frozen __init__'s cost. None if the layout is
+    not the expected one or the assignment is refused (``_with_slots`` is used then)."""
+    if PathAttrs.__slots__ != _FIELDS:
+        return None
+    ns: dict[str, Any] = {"_cls": PathAttrs}
+    params = ", ".join(_FIELDS)
+    stores = "".join(f"        self.{n} = {n}\n" for n in _FIELDS)
     exec(
-        f"class _Building:\n    __slots__ = {tuple(names)!r}\n"
-        f"    def __init__(self, {params}):\n{stores}        self.__class__ = _cls\n"
-        f"def with_(a, changes):\n    pop = changes.pop\n    return _Building({args})\n",
+        f"class _Building:\n    __slots__ = {_FIELDS!r}\n"
+        f"    def __init__(self, {params}):\n{stores}        self.__class__ = _cls\n",
         ns,
     )
-    fast = ns["with_"]
+    building: type = ns["_Building"]
     try:
         probe = PathAttrs(med=5, communities=(1,))
-        built = fast(probe, {"local_pref": 7})
+        built = building(*(7 if n == "local_pref" else getattr(probe, n) for n in _FIELDS))
         if type(built) is not PathAttrs or built != PathAttrs(med=5, communities=(1,), local_pref=7):
-            return _with_slots
+            return None
     except TypeError:
-        return _with_slots
-    return fast
+        return None
+    return building
 
 
-_with = _with_compiled()
+_BUILDING = _building_class()
+# Per tuple of changed names (a policy's setters make few distinct ones): straight-line code
+# that builds the copy with the new values in place, no per-field test.
+_builders: dict[tuple[str, ...], Any] = {}
+
+
+def _builder(names: tuple[str, ...]) -> Any:
+    unknown = set(names) - set(_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown attributes: {', '.join(sorted(unknown))}")
+    values = {n: f"v{i}" for i, n in enumerate(names)}
+    args = ", ".join(values.get(n, f"a.{n}") for n in _FIELDS)
+    ns: dict[str, Any] = {"_B": _BUILDING}
+    exec(f"def build(a, {', '.join(values.values())}):\n    return _B({args})\n", ns)
+    if len(_builders) >= 1024:
+        _builders.clear()
+    fn = _builders[names] = ns["build"]
+    return fn
+
+
+def _with(attrs: PathAttrs, changes: dict[str, Any]) -> PathAttrs:
+    """A copy of ``attrs`` with ``changes`` (not interned)."""
+    if _BUILDING is None:
+        return _with_slots(attrs, changes)
+    names = tuple(changes)
+    build = _builders.get(names)
+    if build is None:
+        build = _builder(names)
+    return build(attrs, *changes.values())
+
 
 # One shared instance per distinct set: the dict maps each set to itself. Sets no route uses
 # any more are swept when the table has doubled since the last sweep (amortised O(1) per
@@ -157,7 +213,8 @@ _sweep_at = 4096
 # Next hop -> how many interned sets carry it. A next hop the kernel now resolves differently
 # that no set carries is used by no path: the RIB skips looking at its prefixes (rib/reselect.py).
 # Kept per distinct set, not per route: it changes only when a set is new or swept.
-_next_hops: dict[IPAddress, int] = {}
+# Keyed by the address's integer (an IPv4 and an IPv6 address may share one: "in use" errs safe).
+_next_hops: dict[int, int] = {}
 
 
 def intern(attrs: PathAttrs) -> PathAttrs:
@@ -168,7 +225,8 @@ def intern(attrs: PathAttrs) -> PathAttrs:
         return existing
     nh = attrs.next_hop
     if nh is not None:
-        _next_hops[nh] = _next_hops.get(nh, 0) + 1
+        ip = ip_int(nh)
+        _next_hops[ip] = _next_hops.get(ip, 0) + 1
     if len(_interned) >= _sweep_at:
         sweep()
     return attrs
@@ -183,11 +241,12 @@ def sweep() -> int:
         del _interned[a]
         nh = a.next_hop
         if nh is not None:
-            left = _next_hops[nh] - 1
+            ip = ip_int(nh)
+            left = _next_hops[ip] - 1
             if left:
-                _next_hops[nh] = left
+                _next_hops[ip] = left
             else:
-                del _next_hops[nh]
+                del _next_hops[ip]
     _sweep_at = max(4096, 2 * len(_interned))
     return len(dead)
 
@@ -198,7 +257,7 @@ def interned_count() -> int:
 
 def next_hop_in_use(nh: IPAddress) -> bool:
     """Whether some interned set (so possibly some path) has ``nh`` as its next hop."""
-    return nh in _next_hops
+    return ip_int(nh) in _next_hops
 
 
 def format_community(c: int) -> str:

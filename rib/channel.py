@@ -12,14 +12,14 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from policy.filters import ACCEPT_ALL, REJECT_ALL, AcceptAll, Filter, is_self_next_hop
+from policy.filters import ACCEPT_ALL, REJECT_ALL, AcceptAll, Filter, Outcome, PrefixPlan, is_self_next_hop
 from rib.attrs import AsPath, PathAttrs, SegType
 from rib.prefix import Afi, IPAddress, IPNetwork, PrefixKey
 from rib.route import Change, Path, Source, SourceKind
 from rib.table import Dest
 
 # (id of the attributes, family) -> (those attributes, result).
-_ImportCache = dict[tuple[int, int], tuple[PathAttrs, PathAttrs | None]]
+_ImportCache = dict[tuple[int, int], tuple[PathAttrs, Outcome]]
 # (id of the attributes, id of the source, family) -> (attributes, source, result): holding
 # both keeps their ids from being reused while the entry lives.
 _ExportCache = dict[tuple[int, int, int], tuple[PathAttrs, Source, PathAttrs | None]]
@@ -113,8 +113,8 @@ class Channel:
     # its old source until refreshed or swept, by family (as received); clear() keeps them.
     stale: dict[Afi, dict[PrefixKey, PathAttrs]] = field(default_factory=dict)
     stale_source: Source | None = None
-    # Lean Adj-RIB-In (Rib._go_lean): import is `all` and the table is big, so the accepted
-    # routes are kept in the Loc-RIB only and ``adj_in`` holds just what import rejected.
+    # Lean Adj-RIB-In (Rib._go_lean): the table is big, so the accepted routes are kept in the
+    # Loc-RIB only (with their attributes as received) and ``adj_in`` holds what import rejected.
     lean: bool = False
     _import_cache: _ImportCache = field(default_factory=dict)
     _export_cache: _ExportCache = field(default_factory=dict)
@@ -172,43 +172,68 @@ class Channel:
         s = self.settings
         src = self.source
         assert src is not None
-        if s.ebgp and s.enforce_first_as and attrs.neighbor_as() != src.asn:
-            return False  # RFC 4271 6.3: the first AS must be the peer's (FRR's default)
-        if attrs.as_path and sum(asns.count(s.local_asn) for _t, asns in attrs.as_path) > s.allow_local_as:
-            return False  # our own AS in the path: a loop
-        if not s.ebgp:
+        ebgp = s.ebgp
+        path = attrs.as_path
+        if len(path) == 1 and path[0][0] == SegType.AS_SEQUENCE:  # the usual path: one sequence
+            asns = path[0][1]
+            if ebgp and s.enforce_first_as and (not asns or asns[0] != src.asn):
+                return False
+            if asns.count(s.local_asn) > s.allow_local_as:
+                return False
+        else:
+            if ebgp and s.enforce_first_as and attrs.neighbor_as() != src.asn:
+                return False  # RFC 4271 6.3: the first AS must be the peer's (FRR's default)
+            if path and sum(asns.count(s.local_asn) for _t, asns in path) > s.allow_local_as:
+                return False  # our own AS in the path: a loop
+        if not ebgp:
             if attrs.originator_id is not None and attrs.originator_id == _rid_text(s.router_id):
                 return False  # RFC 4456 8: our own route reflected back
             if s.cluster in attrs.cluster_list:
                 return False  # RFC 4456 8: a reflection loop
         return True
 
-    def _import(self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs) -> PathAttrs | None:
+    def _finish_import(self, out: PathAttrs) -> PathAttrs:
+        """`set.next_hop = "self"` on import: the neighbour itself (FRR's peer-address)."""
+        nh = out.next_hop
+        if nh is not None and is_self_next_hop(nh):
+            assert self.source is not None
+            peer = self.source.peer
+            same_family = peer is not None and peer.version == nh.version
+            out = out.with_(next_hop=peer if same_family else None)
+        return out
+
+    def _import_outcome(self, afi: Afi, attrs: PathAttrs) -> Outcome:
         src = self.source
         assert src is not None
         if not self.import_ok(attrs):
             return None
-        out = self.settings.import_filter.apply(afi, prefix, attrs, src, self.settings.vrf)
-        if out is not None and out.next_hop is not None and is_self_next_hop(out.next_hop):
-            # `set.next_hop = "self"` on import: the neighbour itself (FRR's peer-address).
-            peer = src.peer
-            same_family = peer is not None and peer.version == out.next_hop.version
-            out = out.with_(next_hop=peer if same_family else None)
-        return out
+        flt = self.settings.import_filter
+        if flt.per_prefix:
+            return flt.plan(afi, attrs, src, self.settings.vrf, self._finish_import)
+        out = flt.apply(afi, b"", attrs, src, self.settings.vrf)
+        return out if out is None else self._finish_import(out)
 
-    def import_attrs(self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs) -> PathAttrs | None:
-        """The attributes after the import checks and policy, or None when rejected."""
-        if self.settings.import_filter.per_prefix:
-            return self._import(afi, prefix, attrs)
+    def import_outcome(self, afi: Afi, attrs: PathAttrs) -> Outcome:
+        """The import checks and policy for one attribute set: the attributes to use, None
+        (rejected), or, where the policy has prefix lists, a ``PrefixPlan`` that answers per
+        prefix with those lists alone. Cached per attribute set: the rest of the policy runs
+        once per set, not once per route."""
         key = (id(attrs), afi)
         hit = self._import_cache.get(key)
         if hit is not None:
             return hit[1]
-        out = self._import(afi, prefix, attrs)
+        out = self._import_outcome(afi, attrs)
         if len(self._import_cache) > _CACHE_MAX:
             self._import_cache.clear()
         # The cache holds ``attrs`` itself so its id cannot be reused while the entry lives.
         self._import_cache[key] = (attrs, out)
+        return out
+
+    def import_attrs(self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs) -> PathAttrs | None:
+        """The attributes after the import checks and policy, or None when rejected."""
+        out = self.import_outcome(afi, attrs)
+        if isinstance(out, PrefixPlan):
+            return out.result(afi, prefix)
         return out
 
     # --- export ------------------------------------------------------------------------------

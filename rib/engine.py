@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import replace
 from itertools import repeat
 
+from policy.filters import PrefixPlan
 from rib.attrs import PathAttrs
 from rib.channel import Channel, ChannelSettings
 from rib.decision import DEFAULT, Decision, Resolver
@@ -37,7 +38,7 @@ class Rib:
         lean_min: int = 65_536,
     ) -> None:
         self.local_asn = local_asn
-        # A channel importing `all` with at least this many routes keeps no separate copy of
+        # A channel with at least this many routes accepted keeps no separate copy of
         # what it accepted: see ``_go_lean``.
         self.lean_min = lean_min
         self.ecmp = ecmp
@@ -235,10 +236,7 @@ class Rib:
             adj = ch.adj_in.setdefault(afi, {})
             table = self.table(vrf, afi)
             out = changes.setdefault(afi, [])
-            if ch.settings.import_filter.per_prefix:
-                self._receive_each(ch, source, table, adj, attrs, prefixes, now, out)
-            else:
-                self._receive_shared(ch, source, table, adj, attrs, prefixes, now, out)
+            self._receive(ch, source, table, adj, attrs, prefixes, now, out)
         for afi, out in changes.items():
             if out:
                 self._propagate_many(vrf, afi, out)
@@ -314,11 +312,29 @@ class Rib:
             by_id = ch.adj_in_paths.setdefault(afi, {})
             table = self.table(vrf, afi)
             out = changes.setdefault(afi, [])
-            receive = self._receive_each if ch.settings.import_filter.per_prefix else self._receive_shared
             for path_id, group in groups.items():
                 adj = by_id.setdefault(path_id, {})
-                receive(ch, ch.path_source(path_id), table, adj, attrs, group, now, out)
+                self._receive(ch, ch.path_source(path_id), table, adj, attrs, group, now, out)
         return plain_a, plain_w
+
+    def _receive(
+        self,
+        ch: Channel,
+        source: Source,
+        table: LocRib,
+        adj: dict[PrefixKey, PathAttrs],
+        attrs: PathAttrs,
+        prefixes: list[PrefixKey],
+        now: float,
+        out: list[Change],
+    ) -> None:
+        """The prefixes of one UPDATE (one attribute set): import once for the set, then per
+        prefix only where the policy's prefix lists are left to test."""
+        outcome = ch.import_outcome(table.afi, attrs)
+        if isinstance(outcome, PrefixPlan):
+            self._receive_each(ch, source, table, adj, attrs, outcome, prefixes, now, out)
+        else:
+            self._receive_shared(ch, source, table, adj, attrs, outcome, prefixes, now, out)
 
     def _receive_each(
         self,
@@ -327,42 +343,62 @@ class Rib:
         table: LocRib,
         adj: dict[PrefixKey, PathAttrs],
         attrs: PathAttrs,
+        plan: PrefixPlan,
         prefixes: list[PrefixKey],
         now: float,
         out: list[Change],
     ) -> None:
-        """The prefixes of one UPDATE when the import policy looks at each prefix.
+        """The prefixes of one UPDATE when the import policy's prefix lists decide per prefix.
 
         A policy changes one attribute set the same way wherever it accepts it, so the
         prefixes are grouped by their import result: one shared Path per result.
         """
         afi = table.afi
-        import_attrs = ch.import_attrs
+        result = plan.result
         groups: dict[int, tuple[PathAttrs, list[PrefixKey]]] = {}
         rejected: list[PrefixKey] = []
-        accepted = ch.accepted
-        for prefix in prefixes:
-            old = adj.get(prefix)
-            adj[prefix] = attrs
-            if old is not None and import_attrs(afi, prefix, old) is not None:
-                accepted -= 1
-            imported = import_attrs(afi, prefix, attrs)
-            if imported is None:
-                rejected.append(prefix)
-                continue
-            accepted += 1
-            group = groups.get(id(imported))
-            if group is None:
-                groups[id(imported)] = (imported, [prefix])
-            else:
-                group[1].append(prefix)
-        ch.accepted = accepted
+        lean = ch.lean and source is ch.source
+        if lean:  # see _receive_shared
+            if adj and not adj.keys().isdisjoint(prefixes):  # rejected before (rare)
+                pop = adj.pop
+                for prefix in prefixes:
+                    pop(prefix, None)
+            held = table.path_count
+            for imported, group_prefixes in plan.partition(afi, prefixes):
+                if imported is None:
+                    rejected = group_prefixes
+                else:
+                    groups[id(imported)] = (imported, group_prefixes)
+            if rejected:
+                adj.update(dict.fromkeys(rejected, attrs))
+        else:
+            import_attrs = ch.import_attrs
+            accepted = ch.accepted
+            for prefix in prefixes:
+                old = adj.get(prefix)
+                adj[prefix] = attrs
+                if old is not None and import_attrs(afi, prefix, old) is not None:
+                    accepted -= 1
+                imported = result(afi, prefix)
+                if imported is None:
+                    rejected.append(prefix)
+                    continue
+                accepted += 1
+                group = groups.get(id(imported))
+                if group is None:
+                    groups[id(imported)] = (imported, [prefix])
+                else:
+                    group[1].append(prefix)
+            ch.accepted = accepted
         for prefix in rejected:
             change = table.withdraw(prefix, source)
             if change is not None:
                 out.append(change)
         for imported, group_prefixes in groups.values():
-            out.extend(table.update_many(group_prefixes, Path(source, imported, now)))
+            path = Path(source, imported, now, None if imported is attrs else attrs)
+            out.extend(table.update_many(group_prefixes, path))
+        if lean:
+            ch.accepted += table.path_count - held
 
     def _receive_shared(
         self,
@@ -371,24 +407,24 @@ class Rib:
         table: LocRib,
         adj: dict[PrefixKey, PathAttrs],
         attrs: PathAttrs,
+        imported: PathAttrs | None,
         prefixes: list[PrefixKey],
         now: float,
         out: list[Change],
     ) -> None:
-        """The prefixes of one UPDATE when the import policy ignores prefixes (the usual case).
-
-        Every prefix gets the same import result: import once, and share one Path (paths are
-        never mutated), and let the Loc-RIB take the whole batch in one call.
+        """The prefixes of one UPDATE when every one gets the same import result (the usual
+        case): share one Path (paths are never mutated), and let the Loc-RIB take the whole
+        batch in one call.
         """
         afi = table.afi
         import_attrs = ch.import_attrs
-        imported = import_attrs(afi, prefixes[0], attrs)
         if len(prefixes) > 1 and len(set(prefixes)) != len(prefixes):
             prefixes = list(dict.fromkeys(prefixes))  # a repeat changes nothing more
         if ch.lean and source is ch.source:
-            # Lean (see _go_lean): an accepted route lives in the Loc-RIB only; the dict keeps
-            # what import rejected. The Loc-RIB's path count says how many were new.
-            if adj:
+            # Lean (see _go_lean): an accepted route lives in the Loc-RIB only (its Path keeps
+            # the attributes as received); the dict keeps what import rejected. The Loc-RIB's
+            # path count says how many were new.
+            if adj and not adj.keys().isdisjoint(prefixes):  # rejected before (rare)
                 pop = adj.pop
                 for prefix in prefixes:
                     pop(prefix, None)
@@ -397,7 +433,8 @@ class Rib:
                 adj.update(dict.fromkeys(prefixes, attrs))
                 out.extend(c for c in map(table.withdraw, prefixes, repeat(source)) if c is not None)
             else:
-                out.extend(table.update_many(prefixes, Path(source, imported, now)))
+                path = Path(source, imported, now, None if imported is attrs else attrs)
+                out.extend(table.update_many(prefixes, path))
             ch.accepted += table.path_count - held
             return
         # One probe of the large (cache-cold) dict per prefix: setdefault stores a new prefix
@@ -421,22 +458,24 @@ class Rib:
             out.extend(c for c in map(withdraw, prefixes, repeat(source)) if c is not None)
         else:
             ch.accepted += len(prefixes) - replaced
-            out.extend(table.update_many(prefixes, Path(source, imported, now)))
+            path = Path(source, imported, now, None if imported is attrs else attrs)
+            out.extend(table.update_many(prefixes, path))
 
     # --- lean Adj-RIB-In ---------------------------------------------------------------------------
 
     def _go_lean(self, ch: Channel) -> None:
-        """Stop keeping a second copy of the routes a channel importing `all` accepted.
+        """Stop keeping a second copy of the routes a channel accepted.
 
-        With import `all` the Loc-RIB holds each accepted route with the attributes received,
-        so a full table's Adj-RIB-In dict (~40 MiB per 1M routes) repeats it: from here on the
-        dict keeps only what import rejected (loops), and ``adj_rib_in`` gives the whole
+        The Loc-RIB holds each accepted route with the attributes received (``Path.received``
+        where import policy changed them, one per UPDATE), so a full table's Adj-RIB-In dict
+        (~40 MiB per 1M routes) repeats it: from here on the dict keeps only what import
+        rejected (loops, policy), and ``adj_rib_in`` gives the whole
         Adj-RIB-In back from the Loc-RIB when a reload or a graceful restart needs it. Once per
         session, O(the peer's routes). A peer below ``lean_min`` routes keeps the plain dict, so
         that its session ending costs per route of its own, not per route of the table.
         """
         source = ch.source
-        if source is None or not ch.imports_all or ch.stale or ch.add_path_rx:
+        if source is None or ch.stale or ch.add_path_rx:
             return
         vrf = ch.settings.vrf
         for afi, adj in list(ch.adj_in.items()):
@@ -457,7 +496,7 @@ class Rib:
             for prefix, cur in self.table(vrf, afi).dests.items():
                 path = _path_of(cur, source)
                 if path is not None:
-                    routes[prefix] = path.attrs
+                    routes[prefix] = path.received_attrs
             if routes:
                 out[afi] = routes
         return out
@@ -589,7 +628,8 @@ class Rib:
                     old = next((p for p in dest.paths if p.source is src), None) if dest else None
                     if old is not None and old.attrs is imported:
                         continue
-                    change = table.update(prefix, Path(src, imported, old.since if old else now))
+                    received = None if imported is attrs else attrs
+                    change = table.update(prefix, Path(src, imported, old.since if old else now, received))
                 if change is not None:
                     changes.append(change)
             self._propagate_many(vrf, afi, changes)

@@ -61,6 +61,13 @@ class Path:
     source: Source
     attrs: PathAttrs
     since: float  # time the path was learnt (monotonic seconds, passed in)
+    # The attributes as received when import policy changed them (None: ``attrs`` are those):
+    # a lean Adj-RIB-In (rib/engine.py) gives them back from here for soft reconfiguration.
+    received: PathAttrs | None = None
+
+    @property
+    def received_attrs(self) -> PathAttrs:
+        return self.attrs if self.received is None else self.received
 
 
 class Change(NamedTuple):

@@ -155,7 +155,7 @@ class LocRib:
             return self._reselect(prefix, dest)
         if type(cur) is Path:
             if cur.source is path.source:
-                if cur.attrs is path.attrs:
+                if cur.attrs is path.attrs and cur.received is path.received:
                     return None  # an identical re-announcement changes nothing
                 if self._alone(path):
                     dests[prefix] = path
@@ -173,7 +173,7 @@ class LocRib:
         paths = dest.paths
         for i, p in enumerate(paths):
             if p.source is path.source:
-                if p.attrs is path.attrs:
+                if p.attrs is path.attrs and p.received is path.received:
                     return None
                 dest.paths = (*paths[:i], path, *paths[i + 1 :])
                 break
@@ -200,7 +200,7 @@ class LocRib:
         append = out.append
         vrf, afi = self.vrf, self.afi
         single = (path,)
-        src, attrs = path.source, path.attrs
+        src, attrs, received = path.source, path.attrs, path.received
         if len(prefixes) > 1 and len(set(prefixes)) != len(prefixes):
             prefixes = list(dict.fromkeys(prefixes))  # a repeat changes nothing more
         # One probe of the large (cache-cold) dict per prefix: setdefault stores ``path`` for
@@ -229,7 +229,7 @@ class LocRib:
                     if changed:
                         append(_new_change(Change, (vrf, afi, prefix, new)))
                     continue
-                if cur.attrs is attrs:
+                if cur.attrs is attrs and cur.received is received:
                     continue  # an identical re-announcement changes nothing
             change = self.update(prefix, path)
             if change is not None:
