@@ -163,10 +163,55 @@ def compare(a: Path, b: Path, d: Decision = DEFAULT) -> tuple[int, str]:
     return 0, ""
 
 
-def _decide(a: Path, b: Path, d: Decision) -> tuple[int, int]:
+def _decide_steps(a: Path, b: Path, d: Decision) -> tuple[int, int]:
     """``compare`` giving the index of the deciding step (``len(STEPS)`` on a full tie)."""
     for i, (_name, step) in enumerate(STEPS):
         r = step(a, b, d)
+        if r:
+            return r, i
+    return 0, len(STEPS)
+
+
+_SEQ = 2  # SegType.AS_SEQUENCE
+
+
+def _decide(a: Path, b: Path, d: Decision) -> tuple[int, int]:
+    """``_decide_steps`` with the steps up to the router id written out for the usual case
+    (no IGP resolver, no older-path rule, one-sequence AS paths): a second peer's path meets
+    the first once per UPDATE of a full table, and ten step calls cost more than the rest of
+    it. Any other case, and every step from the router id on, goes through the steps."""
+    if d.resolve is not None or d.prefer_older:
+        return _decide_steps(a, b, d)
+    aa, ba = a.attrs, b.attrs
+    lpa, lpb = aa.local_pref, ba.local_pref
+    r = (DEFAULT_LOCAL_PREF if lpb is None else lpb) - (DEFAULT_LOCAL_PREF if lpa is None else lpa)
+    if r:
+        return r, 1
+    ka, kb = a.source.kind, b.source.kind
+    r = (ka != SourceKind.LOCAL) - (kb != SourceKind.LOCAL)
+    if r:
+        return r, 2
+    pa, pb = aa.as_path, ba.as_path
+    if len(pa) != 1 or len(pb) != 1 or pa[0][0] != _SEQ or pb[0][0] != _SEQ:
+        return _decide_steps(a, b, d)
+    sa, sb = pa[0][1], pb[0][1]
+    r = len(sa) - len(sb)
+    if r:
+        return r, 3
+    r = aa.origin - ba.origin
+    if r:
+        return r, 4
+    if d.always_compare_med or (sa[0] if sa else None) == (sb[0] if sb else None):
+        r = (aa.med or 0) - (ba.med or 0)
+        if r:
+            return r, 5
+    if ka != kb:
+        r = -1 if ka == SourceKind.EBGP else (1 if kb == SourceKind.EBGP else 0)
+        if r:
+            return r, 6
+    # IGP cost and older path: 0 without a resolver and without prefer_older.
+    for i in range(9, len(STEPS)):
+        r = STEPS[i][1](a, b, d)
         if r:
             return r, i
     return 0, len(STEPS)
@@ -254,7 +299,7 @@ def _select_two(a: Path, b: Path, multipath_relax: bool, d: Decision) -> tuple[P
     r, i = _decide(a, b, d)
     best, other = (b, a) if r > 0 else (a, b)  # a tie keeps the first, as best_of does
     nh = other.attrs.next_hop
-    if nh is None or nh == best.attrs.next_hop or i < ECMP_STEPS:
+    if nh is None or i < ECMP_STEPS or nh is best.attrs.next_hop or nh == best.attrs.next_hop:
         return (best,)
     if other.source.kind == SourceKind.LOCAL or best.source.kind == SourceKind.LOCAL:
         return (best,)

@@ -211,6 +211,16 @@ class LocRib:
         self.path_count += added
         if added == len(prefixes):  # all new: the bulk of a table load
             return [_new_change(Change, (vrf, afi, p, single)) for p in prefixes]
+        first = curs[0]
+        if not added and type(first) is Path and first.source is not src and len(set(map(id, curs))) == 1:
+            # Every prefix held one other source's same path (a second peer sending the table
+            # as the first did: ECMP): one contest, and when both paths are selected in order
+            # the pair itself is the stored selection, shared, written in one C-level update.
+            _cur, pair, new, changed = self._contest(first, path)
+            if new is pair:
+                dests.update(zip(prefixes, repeat(pair)))
+                self.path_count += len(prefixes)
+                return [_new_change(Change, (vrf, afi, p, new)) for p in prefixes] if changed else []
         # id of a held path -> (it, the pair, the new selection, whether it changed)
         contests: dict[int, tuple[Path, tuple[Path, Path], tuple[Path, ...], bool]] = {}
         for prefix, cur in zip(prefixes, curs, strict=True):

@@ -4,14 +4,18 @@ import itertools
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from rib.attrs import Origin, SegType
+from rib.attrs import Origin, PathAttrs, SegType
 from rib.decision import (
     DEFAULT,
     DEFAULT_LOCAL_PREF,
     ECMP_STEPS,
     STEPS,
     Decision,
+    _decide,
+    _decide_steps,
     best_of,
     better,
     compare,
@@ -447,3 +451,50 @@ def test_full_ecmp_set_keeps_its_members_when_a_newcomer_arrives() -> None:
     # Without history the lowest address takes the slot; once b leaves, the newcomer joins.
     assert select([a, b, newcomer], 2, False) == (a, newcomer)
     assert select([a, newcomer], 2, False, DEFAULT, first) == (a, newcomer)
+
+
+# --- the written-out comparison (_decide) must decide as the steps do ---------------------------
+
+
+@st.composite
+def any_path(draw: st.DrawFn) -> Path:
+    kind = draw(st.sampled_from([SourceKind.EBGP, SourceKind.IBGP, SourceKind.LOCAL]))
+    asn = draw(st.sampled_from([65001, 65002]))
+    peer = draw(st.sampled_from(["192.0.2.1", "192.0.2.2", "2001:db8::1"]))
+    rid = draw(st.integers(1, 3))
+    src = (
+        local_source(rid)
+        if kind == SourceKind.LOCAL
+        else (ebgp(peer, asn, rid) if kind == SourceKind.EBGP else ibgp(peer, rid))
+    )
+    segments = draw(
+        st.sampled_from(
+            [
+                (),
+                ((int(SegType.AS_SEQUENCE), ()),),
+                ((int(SegType.AS_SEQUENCE), (asn,)),),
+                ((int(SegType.AS_SEQUENCE), (asn, 65100)),),
+                ((int(SegType.AS_SEQUENCE), (65002, 65100)),),
+                ((int(SegType.AS_SEQUENCE), (asn,)), (int(SegType.AS_SET), (1, 2))),
+                ((int(SegType.AS_CONFED_SEQUENCE), (64512,)), (int(SegType.AS_SEQUENCE), (asn,))),
+            ]
+        )
+    )
+    a = PathAttrs(
+        origin=draw(st.sampled_from([0, 1, 2])),
+        as_path=segments,
+        med=draw(st.sampled_from([None, 0, 5])),
+        local_pref=draw(st.sampled_from([None, 100, 200])),
+        originator_id=draw(st.sampled_from([None, "10.0.0.9"])),
+        cluster_list=draw(st.sampled_from([(), ("10.0.0.1",)])),
+    )
+    return path(src, a, since=draw(st.sampled_from([0.0, 1.0])))
+
+
+@settings(max_examples=500, deadline=None)
+@given(any_path(), any_path(), st.booleans(), st.booleans())
+def test_written_out_decision_matches_the_steps(a: Path, b: Path, always_med: bool, older: bool) -> None:
+    d = Decision(always_compare_med=always_med, prefer_older=older)
+    r, i = _decide(a, b, d)
+    r2, i2 = _decide_steps(a, b, d)
+    assert ((r > 0) - (r < 0), i) == ((r2 > 0) - (r2 < 0), i2)
