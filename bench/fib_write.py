@@ -7,7 +7,11 @@ link), re-runs itself inside the first with ``ip netns exec``, and deletes both 
 (also on failure or Ctrl-C). Prints routes/s for: install (one next hop), dump, delete,
 install (2-way ECMP), replace ECMP -> one next hop, delete; and optionally the same
 through fib.sync.FibSync with its kernel monitor (``--sync``, ``--sync-only``) and for IPv6
-(``--ipv6``). ``--ab old_sync.py`` runs another copy of fib/sync.py interleaved with the current
+(``--ipv6``). ``--gate HIGH:LOW:CHUNK ...`` (with ``--sync``) also submits one UPDATE's routes at a
+time (``--per-update``, default 1000) holding back while the writer's backlog is above the marks,
+as the daemon's input does, with ``--decode-us`` of CPU per route on the loop for the decoding
+and the RIB (the GIL held, as they hold it); it prints the peak backlog and the pauses.
+``--ab old_sync.py`` runs another copy of fib/sync.py interleaved with the current
 one, so that a comparison is not skewed by whatever else loads the machine meanwhile.
 """
 
@@ -105,7 +109,14 @@ def load_sync_class(path: str | None) -> type:
 
 
 def bench_sync(
-    afi: Afi, n: int, batch: int, monitor: bool = True, impl: str | None = None, per_update: int = 0
+    afi: Afi,
+    n: int,
+    batch: int,
+    monitor: bool = True,
+    impl: str | None = None,
+    per_update: int = 0,
+    gate: tuple[int, int, int] | None = None,
+    decode_us: float = 0.0,
 ) -> None:
     """The daemon's path: submit() from the event loop, the writer thread drains to the kernel.
 
@@ -120,12 +131,17 @@ def bench_sync(
         if not hasattr(sync_class, "submit_many"):
             return
         name += f" submit_many({per_update})"
+    if gate is not None:
+        per_update = per_update or 1000
+        name = f"gated {gate[0] // 1024}k/{gate[1] // 1024}k/{gate[2] // 1024}k"
 
     async def run() -> None:
         backend = NetlinkFib(batch=batch)
         # With the kernel monitor, as the daemon runs it: our own writes must cost it nothing.
-        sync = sync_class(backend, monitor=backend.open_monitor() if monitor else None)
+        marks = {} if gate is None else {"high_water": gate[0], "low_water": gate[1], "write_chunk": gate[2]}
+        sync = sync_class(backend, monitor=backend.open_monitor() if monitor else None, **marks)
         submit = sync.submit
+        spin = decode_us * per_update / 1e6
 
         phases = (
             ("install, 1 next hop", gws[:1]),
@@ -135,7 +151,19 @@ def bench_sync(
         )
         for label, nexthops in phases:
             r0, c0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.process_time(), time.perf_counter()
-            if per_update:  # as the daemon does: one submit_many per UPDATE's changes
+            peak, pauses0 = 0, getattr(sync, "input_pauses", 0)
+            if gate is not None:  # as the daemon's feeder: hold back while the backlog is high
+                for start in range(0, n, per_update):
+                    while sync.input_blocked():
+                        fut = sync.when_input_open()
+                        if fut is not None:
+                            await asyncio.wait((fut,), timeout=0.25)
+                    end = time.perf_counter() + spin
+                    while time.perf_counter() < end:  # the decoder's and the RIB's CPU, GIL held
+                        pass
+                    sync.submit_many(TABLE, afi, dict.fromkeys(keys[start : start + per_update], nexthops))
+                    peak = max(peak, sync.backlog)
+            elif per_update:  # as the daemon does: one submit_many per UPDATE's changes
                 for start in range(0, n, per_update):
                     sync.submit_many(TABLE, afi, dict.fromkeys(keys[start : start + per_update], nexthops))
             else:  # one submit per RIB change, on the loop thread
@@ -148,10 +176,11 @@ def bench_sync(
             assert not sync.errors, sync.errors[:3]
             want = n if nexthops else 0
             assert kernel_count(afi) == want, (label, kernel_count(afi), want)
+            gated = f"  peak backlog {peak}, {sync.input_pauses - pauses0} pauses" if gate is not None else ""
             print(
                 f"  {name + ' ' + label:<34} {n:>8} routes {dt:6.2f} s {n / dt:>9,.0f} routes/s"
                 f"  cpu {cpu / n * 1e6:5.2f} us/route (user {r1.ru_utime - r0.ru_utime:5.2f} s,"
-                f" sys {r1.ru_stime - r0.ru_stime:5.2f} s)  submit loop {t1 - t0:.2f} s",
+                f" sys {r1.ru_stime - r0.ru_stime:5.2f} s)  submit loop {t1 - t0:.2f} s" + gated,
                 flush=True,
             )
         assert sync.repairs_total == 0 and sync.resyncs_total == 0, (sync.repairs_total, sync.resyncs_total)
@@ -173,6 +202,16 @@ def inner(args: argparse.Namespace) -> None:
                         bench_sync(afi, n, args.batch * 1024, impl=impl)
                     if args.per_update:
                         bench_sync(afi, n, args.batch * 1024, per_update=args.per_update)
+                    for spec in args.gate:
+                        high, low, chunk = (int(x) for x in spec.split(":"))
+                        bench_sync(
+                            afi,
+                            n,
+                            args.batch * 1024,
+                            per_update=args.per_update,
+                            gate=(high, low, chunk),
+                            decode_us=args.decode_us,
+                        )
                 if args.no_monitor_too:
                     print("  (again without the kernel monitor)")
                     bench_sync(afi, n, args.batch * 1024, monitor=False)
@@ -224,6 +263,16 @@ def main() -> int:
         "--per-update", type=int, default=0, metavar="N", help="with --sync: also submit_many of N prefixes"
     )
     parser.add_argument("--rounds", type=int, default=1, help="with --sync: repeat the FibSync runs")
+    parser.add_argument(
+        "--gate",
+        nargs="*",
+        default=[],
+        metavar="HIGH:LOW:CHUNK",
+        help="with --sync: also gated by the backlog (water marks and write chunk, in routes)",
+    )
+    parser.add_argument(
+        "--decode-us", type=float, default=0.0, help="with --gate: CPU microseconds per route on the loop"
+    )
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     argv = sys.argv[1:]
     args = parser.parse_args(argv)

@@ -378,6 +378,8 @@ class Daemon:
         vrf = self.config.vrfs.get(cfg.vrf)
         device = vrf.device if vrf is not None else None  # the VRF's l3mdev device, if it names one
         session = PeerSession(cfg, self.config.router.asn, self.config.router.router_id, self, log, device)
+        # Backpressure: received bytes wait while many routes queue behind the kernel (fib/sync.py).
+        session.input_gate = self.fib
         rec = self.recovery
         if rec is not None and rec.active and cfg.graceful_restart:
             session._params.restart_state = True  # R bit: we restarted (RFC 4724 4.1)

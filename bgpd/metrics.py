@@ -77,6 +77,14 @@ class DaemonCollector(Collector):
                 "bgpd_fib_routes", "Routes installed in the kernel", value=fib.installed_count()
             )
             yield GaugeMetricFamily("bgpd_fib_pending", "Kernel changes queued", value=fib.pending_count())
+            yield GaugeMetricFamily(
+                "bgpd_fib_backlog", "Routes queued or being written to the kernel", value=fib.backlog
+            )
+            yield CounterMetricFamily(
+                "bgpd_fib_input_pauses",
+                "Times received input was paused while routes queued behind the kernel",
+                value=fib.input_pauses,
+            )
             yield CounterMetricFamily("bgpd_fib_operations", "Kernel route operations", value=fib.ops_total)
             yield CounterMetricFamily(
                 "bgpd_fib_errors", "Kernel route operations that failed", value=fib.errors_total

@@ -74,6 +74,9 @@ READ_SIZE = 65536
 # seconds per loop turn (``_Feeder``).
 FEED_SIZE = 2048
 LOOP_ROUND = 0.01
+# How often input held back by an InputGate is looked at again even without the gate's word
+# (a connection closed meanwhile is let go, a gate whose writer died is noticed).
+GATE_POLL = 0.25
 MAX_RETRY = 60.0  # cap of the reconnect back-off (seconds)
 STABLE_AFTER = 60.0  # a session up longer than this resets the back-off
 CONNECT_TIMEOUT = 10.0  # minimum time a connect attempt is given
@@ -106,6 +109,19 @@ class SessionHandler(Protocol):
     def refresh_requested(self, session: PeerSession, afi: Afi) -> None: ...
 
     def output_drained(self, session: PeerSession) -> None: ...
+
+
+class InputGate(Protocol):
+    """Something downstream of the sessions (the kernel writer) that received bytes must wait for.
+
+    While ``input_blocked()`` the feeder gives a connection no more of its bytes: they stay in the
+    socket, TCP flow control slows the peer down, and timers, sending and the control socket run
+    on. ``when_input_open()`` is a future done when input may go on (None: it may now).
+    """
+
+    def input_blocked(self) -> bool: ...
+
+    def when_input_open(self) -> asyncio.Future[None] | None: ...
 
 
 def _excerpt(data: bytes) -> str:
@@ -170,7 +186,8 @@ class _Feeder:
 
     Fifty peers sending their tables at once then delay the timers (KEEPALIVEs, hold timers)
     and the control socket by one round, not by a pass over everybody's input; and each
-    reader reads on only once its bytes are through (TCP pushes back on a fast sender).
+    reader reads on only once its bytes are through (TCP pushes back on a fast sender). A
+    connection whose session's ``input_gate`` is closed is held, unfed, until the gate opens.
     """
 
     _by_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Feeder]] = (
@@ -180,6 +197,9 @@ class _Feeder:
     def __init__(self) -> None:
         self.queue: deque[_Link] = deque()
         self.task: asyncio.Task[None] | None = None
+        # Connections whose session's input gate is closed, by gate, and the tasks waiting for it.
+        self.held: dict[InputGate, deque[_Link]] = {}
+        self.releasers: set[asyncio.Task[None]] = set()
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> _Feeder:
@@ -200,6 +220,10 @@ class _Feeder:
                 start = time.perf_counter()
                 while queue and time.perf_counter() - start < LOOP_ROUND:
                     link = queue.popleft()
+                    gate = link.session.input_gate
+                    if gate is not None and not link.finished and gate.input_blocked():
+                        self._hold(link, gate)
+                        continue
                     if link.session._feed_piece(link):
                         queue.append(link)
                     else:
@@ -210,6 +234,38 @@ class _Feeder:
             for link in queue:  # cancelled (the loop is closing): let the readers end
                 link.drained.set()
             queue.clear()
+
+    def _hold(self, link: _Link, gate: InputGate) -> None:
+        held = self.held.get(gate)
+        if held is None:
+            held = self.held[gate] = deque()
+            task = asyncio.get_running_loop().create_task(self._release(gate, held))
+            self.releasers.add(task)
+            task.add_done_callback(self.releasers.discard)
+        held.append(link)
+
+    async def _release(self, gate: InputGate, held: deque[_Link]) -> None:
+        """Wait until ``gate`` opens, then queue its connections again, in their order."""
+        resumed = False
+        try:
+            while gate.input_blocked():
+                for link in [lk for lk in held if lk.finished]:  # closed meanwhile: let its reader end
+                    held.remove(link)
+                    link.inbox, link.inbox_pos = b"", 0
+                    link.drained.set()
+                fut = gate.when_input_open()
+                if fut is not None:
+                    await asyncio.wait((fut,), timeout=GATE_POLL)
+            resumed = True
+        finally:
+            del self.held[gate]
+            if resumed:
+                self.queue.extend(held)
+                if held and self.task is None:
+                    self.task = asyncio.get_running_loop().create_task(self._run())
+            else:  # cancelled (the loop is closing)
+                for link in held:
+                    link.drained.set()
 
 
 class PeerSession:
@@ -268,6 +324,8 @@ class PeerSession:
         self._limit_handle: asyncio.TimerHandle | None = None  # max_prefixes restart timer
         self._limit_down = False  # disabled by max_prefixes (reset brings it back, like enable)
         self._drain_wanted = False  # the handler waits for our output queue to drain
+        # Set by the daemon (its kernel writer): received bytes wait while it is closed.
+        self.input_gate: InputGate | None = None
 
     # --- read-only views -------------------------------------------------------------------
 

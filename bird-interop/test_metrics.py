@@ -70,6 +70,8 @@ def test_metrics_show_neighbors_rib_and_fib(lab: SkeletonLab) -> None:
     assert value(body, "bgpd_fib_routes") == 4.0  # 3 IPv4 + 1 IPv6 (the local networks are not installed)
     assert (value(body, "bgpd_fib_operations_total") or 0) >= 4
     assert value(body, "bgpd_fib_errors_total") == 0.0
+    assert value(body, "bgpd_fib_backlog") == 0.0  # all written: nothing queued behind the kernel
+    assert value(body, "bgpd_fib_input_pauses_total") == 0.0  # 4 routes never fill the queue
     assert re.search(r"^process_resident_memory_bytes \d", body, re.M)
 
 

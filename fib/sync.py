@@ -4,7 +4,8 @@
 RIB never waits for the kernel. The writer takes the whole pending dict in one swap and
 writes it in batches; a prefix that changes several times before the writer gets to it is
 written once, in its last state (coalescing). Kernel calls release the GIL, so route
-updates overlap with the daemon decoding the next UPDATEs.
+updates overlap with the daemon decoding the next UPDATEs. The queue is bounded by
+backpressure: the sessions stop reading while ``backlog`` is above ``HIGH_WATER``.
 
 ``installed`` is what we believe the kernel holds (ours only); reconcile() makes it true at
 start-up by dumping the managed tables. Only the writer thread changes it; other threads
@@ -59,6 +60,20 @@ FIB_UNRESOLVED = "unresolved"
 FIB_FAILED = "failed"
 FIB_PENDING = "pending"
 
+# Backpressure (``input_blocked``): while more routes than HIGH_WATER wait for the kernel (pending
+# plus the writer's batch in flight) the daemon stops processing received bytes, and goes on once
+# fewer than LOW_WATER wait. The RIB outruns the writer (they share the GIL, and the kernel takes
+# ~5 us a route), so without it a full table queues ~300k routes (~40 MiB) behind the kernel, and
+# any number if the kernel stalls. 64k routes are ~0.3 s of kernel work: the writer never runs dry
+# while input resumes, and the queue costs ~10 MiB at most (measured: docs/benchmarks.md).
+HIGH_WATER = 65_536
+LOW_WATER = 16_384
+# Ops per backend call for the RIB's batches: the writer reports progress (and so reopens the
+# input at LOW_WATER) once per call, so a batch must be several calls for the input to resume
+# while the writer still has work.
+WRITE_CHUNK = 16_384
+GATE_LOG_EVERY = 10.0  # seconds: input paused/resumed is logged at most this often
+
 
 class FibSync:
     """Keeps kernel tables equal to what the RIB submits.
@@ -85,6 +100,9 @@ class FibSync:
         linger: float = 0.002,
         monitor: KernelMonitor | None = None,
         protocol: int = 186,
+        high_water: int = HIGH_WATER,
+        low_water: int = LOW_WATER,
+        write_chunk: int = WRITE_CHUNK,
     ) -> None:
         self._backend = backend
         self._linger = linger
@@ -100,6 +118,20 @@ class FibSync:
         self._busy = False
         self._closing = False
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        # The backlog, O(1) to read from the loop without the lock: routes in ``_pending``
+        # (counted as they are added, under ``_lock``) and routes of the batch the writer took and
+        # has not yet written (set at the swap, decreased per backend call).
+        self._queued = 0
+        self._inflight = 0
+        self.high_water = high_water
+        self.low_water = low_water
+        self._write_chunk = min(write_chunk, chunk)
+        self._gate_closed = False  # the loop's view: input paused until the backlog is below low water
+        self._gate_since = 0.0
+        self._gate_logged = -GATE_LOG_EVERY
+        self._open_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self.input_pauses = 0  # times the input was paused
+        self.backlog_peak = 0  # highest backlog seen at a submit_many (the RIB's path)
         self.installed: dict[TableKey, dict[PrefixKey, NextHops]] = {}
         # Current failures, by prefix (a later success for the prefix clears its entry), and what
         # was wanted for each, so retry_failed() can submit it again.
@@ -143,7 +175,9 @@ class FibSync:
             pending = self._pending.get(table * 4 + afi)
             if pending is None:
                 pending = self._pending_table(table, afi)
+            n = len(pending)
             pending[prefix] = nexthops
+            self._queued += len(pending) - n
             wake = not self._signalled
             self._signalled = True
         finally:
@@ -159,7 +193,12 @@ class FibSync:
             pending = self._pending.get(table * 4 + afi)
             if pending is None:
                 pending = self._pending_table(table, afi)
+            n = len(pending)
             pending.update(routes)
+            self._queued += len(pending) - n
+            backlog = self._queued + self._inflight
+            if backlog > self.backlog_peak:
+                self.backlog_peak = backlog
             wake = not self._signalled
             self._signalled = True
         if wake:
@@ -174,6 +213,73 @@ class FibSync:
     def pending_count(self) -> int:
         with self._lock:
             return sum(len(p) for p in self._pending.values())
+
+    @property
+    def backlog(self) -> int:
+        """Routes waiting for the kernel: pending, and taken by the writer but not yet written. O(1)."""
+        return self._queued + self._inflight
+
+    def input_blocked(self) -> bool:
+        """Whether the daemon should hold received bytes back now (once per piece of input: O(1)).
+
+        Closes above ``high_water`` and stays closed until the backlog is at most ``low_water``.
+        Never closed for a writer that is gone or closing: nothing would drain the backlog.
+        """
+        backlog = self._queued + self._inflight
+        if self._gate_closed:
+            if backlog > self.low_water and self._writer_draining():
+                return True
+            self._gate_closed = False
+            if self._gate_logged == self._gate_since:  # its pause was logged: so is the resume
+                self._log.info(
+                    "input resumed: kernel writer caught up",
+                    backlog=backlog,
+                    paused_s=round(time.monotonic() - self._gate_since, 3),
+                    pauses=self.input_pauses,
+                )
+            return False
+        if backlog <= self.high_water or not self._writer_draining():
+            return False
+        self._gate_closed = True
+        self.input_pauses += 1
+        now = self._gate_since = time.monotonic()
+        if now - self._gate_logged >= GATE_LOG_EVERY:
+            self._gate_logged = now
+            self._log.info(
+                "input paused: routes queued behind the kernel", backlog=backlog, pauses=self.input_pauses
+            )
+        return True
+
+    def when_input_open(self) -> asyncio.Future[None] | None:
+        """A future done once the backlog is at most ``low_water`` (None: it is already). The
+        writer resolves it from its thread; a caller should still re-check now and then
+        (``input_blocked``), which also notices a writer that died."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._queued + self._inflight <= self.low_water:
+                return None
+            for wloop, fut in self._open_waiters:
+                if wloop is loop and not fut.done():
+                    return fut
+            fut = loop.create_future()
+            self._open_waiters.append((loop, fut))
+            return fut
+
+    def _writer_draining(self) -> bool:
+        return not self._closing and self._thread.is_alive()
+
+    def _written(self, n: int) -> None:
+        """Writer thread: ``n`` routes of the batch in flight are done (or dropped as no-ops)."""
+        with self._lock:
+            self._inflight = max(0, self._inflight - n)
+            if self._open_waiters and self._queued + self._inflight <= self.low_water:
+                self._release_input()
+
+    def _release_input(self) -> None:
+        """Resolve the waiters of ``when_input_open`` (the caller holds ``_lock``)."""
+        waiters, self._open_waiters = self._open_waiters, []
+        for loop, fut in waiters:
+            _resolve(loop, fut, None, None)
 
     def installed_count(self) -> int:
         return sum(len(routes) for routes in list(self.installed.values()))
@@ -228,6 +334,7 @@ class FibSync:
         """Pend the failed prefixes' wanted state again (the caller holds ``_lock``)."""
         for (table, afi, prefix), nexthops in self._failed.items():
             self._pending_table(table, afi).setdefault(prefix, nexthops)  # a newer submission wins
+        self._queued = sum(map(len, self._pending.values()))
 
     async def wait_idle(self) -> None:
         """Return once nothing is pending and the writer has finished what it took."""
@@ -276,6 +383,8 @@ class FibSync:
         """Delete every route we installed (clean shutdown without ``persist``); drop pending ones."""
         with self._lock:
             self._pending.clear()
+            self._queued = 0
+            self._release_input()
         await self._call(self._flush)
 
     async def close(self) -> None:
@@ -323,9 +432,12 @@ class FibSync:
                     batch: dict[int, dict[PrefixKey, NextHops]] = {}
                     if job is None and not events and self._pending:
                         batch, self._pending = self._pending, {}
+                        self._inflight, self._queued = self._queued, 0
                     self._signalled = False  # a submission from now on wakes the writer again
                     if job is None and not events and not batch:
                         self._busy = False
+                        if self._open_waiters:  # idle: nothing is queued (a recount left it so)
+                            self._release_input()
                         waiters, self._waiters = self._waiters, []
                         closing = self._closing
                         break
@@ -344,6 +456,8 @@ class FibSync:
                     self._write(batch)
                 except Exception:  # a bug must not kill the writer: log it and go on
                     self._log.exception("fib writer failed", routes=sum(map(len, batch.values())))
+                finally:
+                    self._written(self._inflight)  # the whole batch is through (or given up)
                 self.last_write_seconds = time.monotonic() - started
             for loop, fut in waiters:
                 _resolve(loop, fut, None, None)
@@ -564,6 +678,7 @@ class FibSync:
         """Drop no-ops (already so in the kernel) table by table, then hand the rest to the backend."""
         for tkey, wanted in batch.items():
             table, afi = self._tkeys[tkey]
+            taken = len(wanted)
             installed = self.installed.get((table, afi), _EMPTY)
             ops: Ops
             if not installed or installed.keys().isdisjoint(wanted):
@@ -600,14 +715,17 @@ class FibSync:
                         with self._lock:
                             for prefix in candidates:
                                 self._forget_failure((table, afi, prefix))
+            if len(ops) < taken:
+                self._written(taken - len(ops))  # the no-ops
             if ops:
-                self._apply(table, afi, ops)
+                self._apply(table, afi, ops, batch=True)
 
-    def _apply(self, table: int, afi: Afi, ops: Ops) -> list[FibError]:
-        """Hand ``ops`` to the backend in chunks; update ``installed`` and the failure records."""
+    def _apply(self, table: int, afi: Afi, ops: Ops, *, batch: bool = False) -> list[FibError]:
+        """Hand ``ops`` to the backend in chunks; update ``installed`` and the failure records.
+        ``batch``: the ops are the RIB's (in flight): each chunk written lowers the backlog."""
         routes = self.installed.setdefault((table, afi), {})
         all_errors: list[FibError] = []
-        for chunk in _strided(ops, self._chunk):
+        for chunk in _strided(ops, self._write_chunk if batch else self._chunk):
             try:
                 errors = self._backend.apply(table, afi, chunk)
             except Exception as exc:  # the backend itself broke (socket gone...): every op failed
@@ -644,6 +762,8 @@ class FibSync:
                         recursive.pop(key, None)
             self._record(table, afi, chunk, errors)
             all_errors.extend(errors)
+            if batch:
+                self._written(len(chunk))
         return all_errors
 
     def _forget_failure(self, key: PendingKey) -> None:
