@@ -394,7 +394,7 @@ class Daemon:
         return Peer(cfg, channel, session)
 
     def _peer_of(self, session: PeerSession) -> Peer:
-        return self.peers[session.cfg.key]
+        return self.peers[session.key]
 
     def session_up(self, session: PeerSession) -> None:
         peer = self._peer_of(session)

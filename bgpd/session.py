@@ -279,6 +279,7 @@ class PeerSession:
         device: str | None = None,
     ) -> None:
         self.cfg = cfg
+        self._key = cfg.key
         # The VRF's l3mdev device: outgoing connections bind to it, inbound ones must come through it.
         self.device = device
         self.local_asn = local_asn
@@ -331,7 +332,9 @@ class PeerSession:
 
     @property
     def key(self) -> str:
-        return self.cfg.key
+        # The neighbour's address as text, made once: the daemon looks its peer up by it per
+        # UPDATE (str() of an address is Python code). A session's address never changes.
+        return self._key
 
     @property
     def peer_asn(self) -> int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Any
 
 from rib.prefix import Afi, IPAddress, IPNetwork, PrefixKey, afi_of, make_key
 
@@ -234,6 +236,9 @@ class NextHopResolver:
         self.tables: dict[str, tuple[int, ...]] = {}
         self.direct: dict[str, frozenset[IPAddress]] = {}
         self._cache: dict[str, dict[IPAddress, int | None]] = {}
+        # The same answers for IPv4 next hops keyed by the address's integer: the RIB asks
+        # once per UPDATE and per contest of two paths, and IPv4Address.__hash__ is Python code.
+        self._fast: dict[str, dict[int, int | None]] = {}
 
     def configure(
         self, tables: dict[str, tuple[int, ...]], direct: dict[str, frozenset[IPAddress]]
@@ -244,15 +249,24 @@ class NextHopResolver:
 
     def resolver(self, vrf: str) -> Callable[[IPAddress], int | None]:
         cache = self._cache.setdefault(vrf, {})
+        fast = self._fast.setdefault(vrf, {})
         compute = self._compute
         missing = _MISSING
+        v4 = ipaddress.IPv4Address
 
         def resolve(nh: IPAddress) -> int | None:
+            if type(nh) is v4:
+                cost = fast.get(_ip_int(nh), missing)
+                if cost is not missing:
+                    return cost  # type: ignore[return-value]
             cost = cache.get(nh, missing)
             if cost is missing:
                 if len(cache) > 100_000:  # next hops are few; this only bounds a pathological feed
                     cache.clear()
+                    fast.clear()
                 cost = cache[nh] = compute(vrf, nh)
+            if type(nh) is v4:
+                fast[_ip_int(nh)] = cost  # type: ignore[assignment]
             return cost  # type: ignore[return-value]
 
         return resolve
@@ -276,6 +290,8 @@ class NextHopResolver:
                 if new != old:
                     cache[nh] = new
                     changed.setdefault(vrf, set()).add(nh)
+            if vrf in changed:
+                self._fast.get(vrf, {}).clear()  # refilled from ``cache`` on the next questions
         return changed
 
     def known(self, vrf: str) -> dict[IPAddress, int | None]:
@@ -283,6 +299,7 @@ class NextHopResolver:
 
 
 _MISSING: object = object()
+_ip_int: Any = attrgetter("_ip")  # an address's integer, read in C
 
 
 def network_of(addr: IPAddress, plen: int) -> IPNetwork:

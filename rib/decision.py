@@ -177,11 +177,18 @@ _SEQ = 2  # SegType.AS_SEQUENCE
 
 def _decide(a: Path, b: Path, d: Decision) -> tuple[int, int]:
     """``_decide_steps`` with the steps up to the router id written out for the usual case
-    (no IGP resolver, no older-path rule, one-sequence AS paths): a second peer's path meets
-    the first once per UPDATE of a full table, and ten step calls cost more than the rest of
-    it. Any other case, and every step from the router id on, goes through the steps."""
-    if d.resolve is not None or d.prefer_older:
+    (both next hops resolvable, no older-path rule, one-sequence AS paths): a second peer's
+    path meets the first once per UPDATE of a full table, and ten step calls cost more than
+    the rest of it. Any other case, and every step from the router id on, goes through the
+    steps."""
+    if d.prefer_older:
         return _decide_steps(a, b, d)
+    ca = cb = 0
+    if d.resolve is not None:
+        ca_, cb_ = d.cost(a), d.cost(b)
+        if ca_ is None or cb_ is None:
+            return _decide_steps(a, b, d)  # decided by reachability, or neither is usable
+        ca, cb = ca_, cb_
     aa, ba = a.attrs, b.attrs
     lpa, lpb = aa.local_pref, ba.local_pref
     r = (DEFAULT_LOCAL_PREF if lpb is None else lpb) - (DEFAULT_LOCAL_PREF if lpa is None else lpa)
@@ -209,7 +216,9 @@ def _decide(a: Path, b: Path, d: Decision) -> tuple[int, int]:
         r = -1 if ka == SourceKind.EBGP else (1 if kb == SourceKind.EBGP else 0)
         if r:
             return r, 6
-    # IGP cost and older path: 0 without a resolver and without prefer_older.
+    r = ca - cb  # IGP cost (0 without a resolver); older path: off here
+    if r:
+        return r, 7
     for i in range(9, len(STEPS)):
         r = STEPS[i][1](a, b, d)
         if r:
@@ -263,8 +272,23 @@ def select(
     ``previous`` selection that are still eligible keep their place when the set is full, so
     a newcomer never displaces a working next hop (no kernel churn that is not needed).
     """
-    if len(paths) == 2 and d.resolve is None and ecmp > 1:
+    if (
+        len(paths) == 2
+        and ecmp > 1
+        and (d.resolve is None or None not in (d.cost(paths[0]), d.cost(paths[1])))
+    ):
         return _select_two(paths[0], paths[1], multipath_relax, d)
+    return _select_steps(paths, ecmp, multipath_relax, d, previous)
+
+
+def _select_steps(
+    paths: Sequence[Path],
+    ecmp: int,
+    multipath_relax: bool,
+    d: Decision = DEFAULT,
+    previous: Sequence[Path] = (),
+) -> tuple[Path, ...]:
+    """``select`` through the steps, for any number of paths."""
     if d.resolve is not None:
         paths = [p for p in paths if d.cost(p) is not None]
     if not paths:
@@ -292,7 +316,7 @@ def select(
 
 
 def _select_two(a: Path, b: Path, multipath_relax: bool, d: Decision) -> tuple[Path, ...]:
-    """``select`` of two paths, every next hop resolvable, room for both (a second peer's path
+    """``select`` of two paths, both next hops resolvable, room for both (a second peer's path
     joining the first: once per UPDATE of a full table). One comparison decides both the best
     and whether the other may share: every step is antisymmetric, and the other is equal up to
     the tie-breakers exactly when the deciding step is one of them."""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+from ipaddress import ip_address
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from rib.decision import (
     Decision,
     _decide,
     _decide_steps,
+    _select_steps,
     best_of,
     better,
     compare,
@@ -24,7 +26,7 @@ from rib.decision import (
     select,
 )
 from rib.route import Path, SourceKind
-from tests.unit.rib.helpers import LOCAL_AS, ebgp, ibgp, local_source, path, source
+from tests.unit.rib.helpers import LOCAL_AS, attrs, ebgp, ibgp, local_source, path, source
 
 STEP_NAMES = [name for name, _ in STEPS]
 
@@ -487,14 +489,34 @@ def any_path(draw: st.DrawFn) -> Path:
         local_pref=draw(st.sampled_from([None, 100, 200])),
         originator_id=draw(st.sampled_from([None, "10.0.0.9"])),
         cluster_list=draw(st.sampled_from([(), ("10.0.0.1",)])),
+        next_hop=draw(
+            st.sampled_from([None, *map(ip_address, ["198.51.100.1", "198.51.100.2", "198.51.100.3"])])
+        ),
     )
     return path(src, a, since=draw(st.sampled_from([0.0, 1.0])))
 
 
 @settings(max_examples=500, deadline=None)
-@given(any_path(), any_path(), st.booleans(), st.booleans())
-def test_written_out_decision_matches_the_steps(a: Path, b: Path, always_med: bool, older: bool) -> None:
-    d = Decision(always_compare_med=always_med, prefer_older=older)
+@given(any_path(), any_path(), st.booleans(), st.booleans(), st.booleans())
+def test_written_out_decision_matches_the_steps(
+    a: Path, b: Path, always_med: bool, older: bool, igp: bool
+) -> None:
+    # With the resolver: .1 costs 10, .2 costs 20, .3 is unreachable (COSTS above).
+    d = Decision(always_compare_med=always_med, prefer_older=older, resolve=FULL.resolve if igp else None)
     r, i = _decide(a, b, d)
     r2, i2 = _decide_steps(a, b, d)
     assert ((r > 0) - (r < 0), i) == ((r2 > 0) - (r2 < 0), i2)
+    # And a selection of the two is the one through the steps.
+    for ecmp in (1, 2, 4):
+        assert select([a, b], ecmp, igp, d) == _select_steps([a, b], ecmp, igp, d)
+
+
+def test_written_out_decision_breaks_ties_on_igp_cost_then_router_id() -> None:
+    d = Decision(resolve=FULL.resolve)
+    near = path(ebgp("192.0.2.2", 65001, 2), attrs((65001,), nh="198.51.100.1"))
+    far = path(ebgp("192.0.2.1", 65001, 1), attrs((65001,), nh="198.51.100.2"))
+    assert _decide(near, far, d) == _decide_steps(near, far, d) == (-10, 7)
+    assert select([far, near], 2, False, d) == (near,)  # decided before the tie-breakers: no ECMP
+    same = path(ebgp("192.0.2.1", 65001, 1), attrs((65001,), nh="198.51.100.1", med=0))
+    assert _decide(near, same, d)[1] == _decide_steps(near, same, d)[1] == 9  # router id
+    assert select([near, same], 2, False, d) == (same,)  # one next hop: nothing to share
