@@ -1,9 +1,9 @@
 """Loc-RIB of one VRF and address family: every usable path per prefix and the selection.
 
 Most prefixes of a full table have one path. Such a prefix is stored as that ``Path`` alone
-(it is its own selection). Where every path is selected in order (two peers sending the
-same route: ECMP), the prefix is stored as the tuple of paths, shared by the prefixes of one
-UPDATE. A ``Dest`` with the path list and the selection exists only otherwise (some path not
+(it is its own selection). Where every path is selected (two peers sending the same route:
+ECMP), the prefix is stored as the selection, a tuple of all its paths best first, shared by
+the prefixes of one UPDATE. A ``Dest`` with the path list and the selection exists only otherwise (some path not
 selected, or none usable). ``get`` and ``items`` always hand out a ``Dest``, so readers never
 see the difference. This halves the memory per route, and a second peer costs no per-prefix
 object at all.
@@ -62,11 +62,9 @@ def _as_dest(cur: Stored) -> Dest:
 
 def _compact(dest: Dest) -> Stored:
     """The smallest form that stores ``dest``."""
-    paths = dest.paths
-    if dest.selected is paths or (
-        len(paths) == len(dest.selected) and all(a is b for a, b in zip(paths, dest.selected, strict=True))
-    ):
-        return paths[0] if len(paths) == 1 else paths
+    paths, selected = dest.paths, dest.selected
+    if len(selected) == len(paths):  # every path selected: the selection holds them all
+        return paths[0] if len(paths) == 1 else selected
     return dest
 
 
@@ -217,8 +215,8 @@ class LocRib:
             # as the first did: ECMP): one contest, and when both paths are selected in order
             # the pair itself is the stored selection, shared, written in one C-level update.
             _cur, pair, new, changed = self._contest(first, path)
-            if new is pair:
-                dests.update(zip(prefixes, repeat(pair)))
+            if len(new) == 2:  # both selected, in either order: ``new`` stores them, shared
+                dests.update(zip(prefixes, repeat(new)))
                 self.path_count += len(prefixes)
                 return [_new_change(Change, (vrf, afi, p, new)) for p in prefixes] if changed else []
         # id of a held path -> (it, the pair, the new selection, whether it changed)
@@ -234,7 +232,8 @@ class LocRib:
                         hit = contests[id(cur)] = self._contest(cur, path)
                     _cur, pair, new, changed = hit
                     # A Dest is updated in place by withdraw: one per prefix, never shared.
-                    dests[prefix] = pair if new is pair else Dest.of(pair, new)
+                    # Both selected (either order): the selection itself, shared, stores them.
+                    dests[prefix] = new if len(new) == 2 else Dest.of(pair, new)
                     self.path_count += 1
                     if changed:
                         append(_new_change(Change, (vrf, afi, prefix, new)))

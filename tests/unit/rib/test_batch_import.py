@@ -64,6 +64,28 @@ def test_second_source_shares_one_tuple_and_withdraw_goes_back_to_one_path() -> 
     assert all(t.get(p).selected == (pa, pb) for p in ps[1:])  # type: ignore[union-attr]
 
 
+def test_second_source_that_wins_the_tie_break_still_shares_one_tuple() -> None:
+    # The second peer's path is the better one (lower router id): both still forward, stored
+    # as the selection (best first), one tuple for every prefix, not a Dest per prefix.
+    t = LocRib("main", V4)
+    a, b = ebgp("192.0.2.2", 65001, rid=2), ebgp("192.0.2.1", 65001, rid=1)
+    ps = keys(5)
+    pa = Path(a, attrs((65001, 1), "192.0.2.2"), 0.0)
+    pb = Path(b, attrs((65001, 1), "192.0.2.1"), 0.0)
+    t.update_many(ps, pa)
+    assert [c.best for c in t.update_many(ps, pb)] == [(pb, pa)] * 5
+    assert len({id(t.dests[p]) for p in ps}) == 1 and type(t.dests[ps[0]]) is tuple
+    d = t.get(ps[0])
+    assert d is not None and d.selected == (pb, pa) and d.paths in ((pa, pb), (pb, pa))
+    # One prefix at a time (update) ends in the same compact form.
+    u = LocRib("main", V4)
+    for p in ps:
+        u.update(p, pa)
+        u.update(p, pb)
+    assert all(type(u.dests[p]) is tuple and u.dests[p] == (pb, pa) for p in ps)
+    assert t.withdraw(ps[0], b) is not None and t.dests[ps[0]] is pa
+
+
 def test_second_source_that_loses_gets_its_own_dest_per_prefix() -> None:
     t = LocRib("main", V4)
     a, b = ebgp("192.0.2.1", 65001), ebgp("192.0.2.2", 65002)
