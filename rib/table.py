@@ -3,10 +3,10 @@
 Most prefixes of a full table have one path. Such a prefix is stored as that ``Path`` alone
 (it is its own selection). Where every path is selected (two peers sending the same route:
 ECMP), the prefix is stored as the selection, a tuple of all its paths best first, shared by
-the prefixes of one UPDATE. A ``Dest`` with the path list and the selection exists only otherwise (some path not
-selected, or none usable). ``get`` and ``items`` always hand out a ``Dest``, so readers never
-see the difference. This halves the memory per route, and a second peer costs no per-prefix
-object at all.
+the prefixes of one UPDATE. A ``Dest`` with the path list and the selection exists only
+otherwise (some path not selected, or none usable). ``get`` and ``items`` always hand out a
+``Dest``, so readers never see the difference. This halves the memory per route, and a
+second peer costs no per-prefix object at all.
 """
 
 from __future__ import annotations
