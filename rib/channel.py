@@ -12,7 +12,16 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from policy.filters import ACCEPT_ALL, REJECT_ALL, AcceptAll, Filter, Outcome, PrefixPlan, is_self_next_hop
+from policy.filters import (
+    ACCEPT_ALL,
+    REJECT_ALL,
+    AcceptAll,
+    Filter,
+    Outcome,
+    Policy,
+    PrefixPlan,
+    is_self_next_hop,
+)
 from rib.attrs import AsPath, PathAttrs, SegType
 from rib.prefix import Afi, IPAddress, IPNetwork, PrefixKey
 from rib.route import Change, Path, Source, SourceKind
@@ -208,7 +217,7 @@ class Channel:
         if not self.import_ok(attrs):
             return None
         flt = self.settings.import_filter
-        if flt.per_prefix:
+        if isinstance(flt, Policy) and flt.per_prefix:  # only policies have prefix lists
             return flt.plan(afi, attrs, src, self.settings.vrf, self._finish_import)
         out = flt.apply(afi, b"", attrs, src, self.settings.vrf)
         return out if out is None else self._finish_import(out)
