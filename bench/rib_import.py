@@ -3,8 +3,8 @@
 Builds N prefixes (default 1M, shaped like the real table) in ~N/10 interned attribute sets,
 as the decoder would hand them over, then times ``Rib.receive`` for one peer (Adj-RIB-In,
 import checks and policy, Loc-RIB best path, one Change per prefix to a counting subscriber
-standing in for the kernel writer) and optionally a second peer with the same prefixes
-(ECMP: the same neighbour AS, another next hop, so every prefix gets a two-path set).
+standing in for the kernel writer) and optionally up to three more peers with the same prefixes
+(ECMP: the same neighbour AS, another next hop, so every prefix gets a set of that many paths).
 
 Prints CPU seconds (process time) of the import only, the RSS growth it caused and, with
 --tracemalloc, Python-allocated bytes per route. The input (prefix keys, attribute sets) is
@@ -16,7 +16,7 @@ submission into ``FibSync`` with a backend that writes nothing: CPU is then deco
 included, and the memory is the daemon's per-route state (decoder cache, Adj-RIB-In,
 Loc-RIB, FIB ``installed``). --top N lists where the traced memory lives, by source line.
 
-Usage: python bench/rib_import.py [--prefixes N] [--peers 1|2] [--policy all|attrs|prefix]
+Usage: python bench/rib_import.py [--prefixes N] [--peers 1-4] [--policy all|attrs|prefix]
                                   [--gc default|freeze|periodic|off] [--export none|all] [--tracemalloc]
                                   [--top N] [--wire [--decoder-cache N] [--fib-rate R]
                                                     [--malloc daemon|default]]
@@ -118,7 +118,7 @@ def rss_kib(field: str = "VmRSS") -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prefixes", type=int, default=1_000_000)
-    ap.add_argument("--peers", type=int, choices=(1, 2), default=1)
+    ap.add_argument("--peers", type=int, choices=(1, 2, 3, 4), default=1)
     ap.add_argument("--policy", choices=("all", "attrs", "prefix"), default="attrs")
     ap.add_argument(
         "--gc",

@@ -205,7 +205,10 @@ def _info(n: dict[str, Any]) -> str:
     if isinstance(gr, dict) and gr.get("state") == "restarting":  # we keep its routes as helper
         left = _num(gr.get("time_left_s"))
         return f"{state}  graceful restart: {_num(gr.get('stale'))} stale, {left}s left"
-    return f"{state}  {n['last_error']}" if n.get("last_error") else state
+    info = f"{state}  {n['last_error']}" if n.get("last_error") else state
+    if n.get("withdrawing"):  # its last session's paths still leaving, a slice per loop turn
+        info += f"  (withdrawing {_num(n['withdrawing'])} prefixes)"
+    return info
 
 
 def _details(n: dict[str, Any]) -> list[str]:

@@ -47,6 +47,12 @@ from rib.prefix import Afi, Safi
 HOLD_GRACE = 1.0  # seconds a hold timer is extended while the peer's bytes wait unread
 OPEN_HOLD_TIME = 240.0  # hold timer while waiting for the peer's OPEN (RFC 4271 8.2.2 "large value")
 SEND_HOLD_MIN = 480  # RFC 9687: the default send hold time is max(8 min, 2 x the hold time)
+# Cease subcodes sent as a Hard Reset when the N bit was negotiated (RFC 8538 5: required for
+# maximum prefixes, shutdown, de-configured and Hard Reset itself; Administrative Reset is the
+# implementation's choice, and a reset is meant to clear the peer's state, as FRR does).
+HARD_CEASES = frozenset(
+    (CeaseSub.MAX_PREFIXES, CeaseSub.ADMIN_SHUTDOWN, CeaseSub.PEER_DECONFIGURED, CeaseSub.ADMIN_RESET)
+)
 DECODER_CACHE = 8192  # raw attribute blocks each session's decoder remembers (see ESTABLISH)
 
 
@@ -61,6 +67,8 @@ class ConnParams:
     # Optional capabilities we advertise (RFC 4724, RFC 7911, RFC 8654, RFC 7313, RFC 8950, FQDN).
     graceful_restart: bool = False
     restart_time: int = 120
+    # RFC 8538 N bit: a NOTIFICATION other than Cease/Hard Reset also starts a graceful restart.
+    graceful_notification: bool = True
     # Our own restart (bgpd/graceful.py): R bit while we recover, F bit for these families.
     restart_state: bool = False
     forwarding: frozenset[Afi] = frozenset()
@@ -90,7 +98,7 @@ class ConnParams:
         if self.graceful_restart:
             # R: we restarted and are recovering; F: our kernel kept that family's routes (RFC 4724 3).
             caps.graceful_restart = GracefulRestart(
-                0x8 if self.restart_state else 0,
+                (0x8 if self.restart_state else 0) | (0x4 if self.graceful_notification else 0),
                 min(self.restart_time, 0xFFF),
                 [(int(a), int(Safi.UNICAST), 0x80 if a in self.forwarding else 0) for a in self.afis],
             )
@@ -126,6 +134,7 @@ class Negotiated:
     add_path_rx: list[Afi] = field(default_factory=list)  # we receive path identifiers (RFC 7911)
     add_path_tx: list[Afi] = field(default_factory=list)  # we send path identifiers
     graceful_restart: bool = False  # both sides advertised RFC 4724
+    graceful_notification: bool = False  # and both set the N bit (RFC 8538)
     local_capabilities: Capabilities | None = None  # what we advertised
 
     def capabilities_json(self) -> dict[str, object]:
@@ -141,6 +150,7 @@ class Negotiated:
                 "send": [a.name_lower for a in self.add_path_tx],
             },
             "graceful_restart": self.graceful_restart,
+            "graceful_notification": self.graceful_notification,
             "peer": {
                 "multiprotocol": [list(t) for t in peer.multiprotocol],
                 "route_refresh": peer.route_refresh,
@@ -240,6 +250,7 @@ class SessionClosed:
     reason: str
     notification_sent: tuple[int, int, bytes] | None = None
     notification_received: tuple[int, int, bytes] | None = None
+    graceful_notification: bool = False  # the session had negotiated RFC 8538's N bit
     # The message that caused a protocol error (header or body as received), for a hex excerpt in the log.
     offending: bytes = b""
 
@@ -271,6 +282,9 @@ def describe_notification(code: int, subcode: int, data: bytes) -> str:
     # Subcode 0 is "unspecific" for codes without subcodes (Hold Timer Expired): just the name.
     text = ERROR_NAMES.get(code, "") if subcode == 0 else ""
     text = text or describe_error(code, subcode)
+    if code == ErrCode.CEASE and subcode == CeaseSub.HARD_RESET and len(data) >= 2:
+        # RFC 8538 3: the data is the NOTIFICATION the Hard Reset stands for.
+        return f"{text} ({describe_notification(data[0], data[1], data[2:])})"
     if code == ErrCode.CEASE and subcode in (CeaseSub.ADMIN_SHUTDOWN, CeaseSub.ADMIN_RESET) and data:
         n = data[0]
         if 0 < n <= len(data) - 1:
@@ -611,6 +625,10 @@ class BgpConnection:
             add_path_rx=add_rx,
             add_path_tx=add_tx,
             graceful_restart=ours.graceful_restart is not None and caps.graceful_restart is not None,
+            graceful_notification=ours.graceful_restart is not None
+            and ours.graceful_restart.notification
+            and caps.graceful_restart is not None
+            and caps.graceful_restart.notification,
             local_capabilities=ours,
         )
 
@@ -703,6 +721,10 @@ class BgpConnection:
                 code, subcode, data = error.code, error.subcode, error.data
             else:  # cannot happen with the table as written; be total anyway
                 code, subcode, data = ErrCode.CEASE, 0, b""
+            n_bit = self.negotiated is not None and self.negotiated.graceful_notification
+            if n_bit and code == ErrCode.CEASE and subcode in HARD_CEASES:
+                # RFC 8538 5: with the N bit, these must end the peer's copy of our routes too.
+                code, subcode, data = ErrCode.CEASE, CeaseSub.HARD_RESET, bytes((code, subcode)) + data
             # Data echoing a whole message (RFC 7313 5, unrecognized attributes) is cut so the
             # NOTIFICATION itself stays within 4096 bytes, which any peer accepts.
             data = data[: MAX_MESSAGE_LEN - 21]
@@ -720,6 +742,7 @@ class BgpConnection:
                     reason=reason or "closed",
                     notification_sent=self._notif_sent,
                     notification_received=self._notif_received,
+                    graceful_notification=bool(self.negotiated and self.negotiated.graceful_notification),
                     offending=offending,
                 )
             )

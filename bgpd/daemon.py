@@ -136,6 +136,13 @@ class Daemon:
         self._igp_timer: asyncio.TimerHandle | None = None
         self._reselect_handle: asyncio.Handle | None = None  # the next re-evaluation slice
         self._reselect_began = (0.0, 0, 0)  # (monotonic time, prefixes looked at, slices) then
+        # Sessions gone down: their paths are withdrawn a slice per turn (rib/drain.py), paused
+        # while the kernel writer is behind (the next slice, or the wait for the writer).
+        self._drain_handle: asyncio.Handle | None = None
+        self._drain_wait: asyncio.Future[None] | None = None
+        self._drain_began = (0.0, 0)  # (monotonic time, slices) of the current run
+        self._drain_slices = 0
+        self._shutting_down = False  # no more drain slices: the kernel flush removes everything
         self._igp_redumping: asyncio.Future[None] | None = None
         if config.kernel.enabled:
             fib_log = self.log.bind(component="fib")
@@ -451,6 +458,12 @@ class Daemon:
         kept = self.graceful.session_down(session.cfg.key, peer.channel, session.last_close, session.enabled)
         if not kept:
             self.rib.channel_down(peer.channel)
+            left = self.rib.drains.left(peer.cfg.vrf, peer.cfg.address)
+            if left:
+                self.log.info(
+                    "session down: its paths leave a slice per loop turn", peer=peer.cfg.key, prefixes=left
+                )
+            self._drain_started()
         self._schedule_flush()
 
     def update_received(self, session: PeerSession, update: Update) -> None:
@@ -513,6 +526,53 @@ class Daemon:
             asyncio.get_running_loop().call_soon(self._dump_slice, ch)
         self._schedule_flush()
 
+    def _drain_started(self) -> None:
+        """A session's paths were captured to be withdrawn (rib/drain.py): out of the cyclic
+        collector's way (a 1M snapshot walked per full pass costs ~20 ms), then a slice per turn."""
+        if self.rib.draining:
+            gc.freeze()
+            self._kick_drain()
+
+    def _kick_drain(self) -> None:
+        """Paths of sessions gone down wait to be withdrawn: a slice per loop turn from now."""
+        if self._drain_handle is not None or self._drain_wait is not None or self._shutting_down:
+            return
+        if self.rib.draining:
+            self._drain_began = (time.monotonic(), self._drain_slices)
+            self._drain_handle = asyncio.get_running_loop().call_soon(self._drain_slice)
+
+    def _drain_slice(self) -> None:
+        """One slice of withdrawals (rib/drain.py), unless the kernel writer is behind: then
+        wait until it caught up (as the sessions' input does), so the backlog stays bounded."""
+        self._drain_handle = None
+        fib = self.fib
+        if fib is not None and fib.input_blocked():
+            self._drain_wait = asyncio.ensure_future(self._drain_resume(fib))
+            return
+        more = self.rib.drain_step(self.rib.drain_slice)
+        self._drain_slices += 1
+        self._schedule_flush()  # this slice's withdrawals to the peers
+        if more:  # call_soon: what is ready (sessions, timers, the CLI) runs before the next slice
+            self._drain_handle = asyncio.get_running_loop().call_soon(self._drain_slice)
+            return
+        began, slices = self._drain_began
+        self.log.info(
+            "withdrawals done",
+            slices=self._drain_slices - slices,
+            seconds=round(time.monotonic() - began, 3),
+        )
+
+    async def _drain_resume(self, fib: FibSync) -> None:
+        try:
+            while fib.input_blocked():
+                fut = fib.when_input_open()
+                if fut is not None:  # the writer resolves it; a poll notices a writer that died
+                    await asyncio.wait((fut,), timeout=0.25)
+        finally:
+            self._drain_wait = None
+        if not self._shutting_down:
+            self._drain_handle = asyncio.get_running_loop().call_soon(self._drain_slice)
+
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -523,6 +583,7 @@ class Daemon:
         waiting peer gets its share of SEND_PER_TURN changes per loop turn, at least one batch,
         more only while the turn's SEND_TURN seconds last; then another turn with call_soon."""
         self._flush_scheduled = False
+        self._kick_drain()  # whoever started a drain (graceful restart's sweeps too) flushes
         held = self.recovery.held if self.recovery is not None else ()
         queue = self._send_queue
         queued = set(queue)
@@ -754,6 +815,7 @@ class Daemon:
 
     async def shutdown(self) -> None:
         self.log.info("stopping")
+        self._shutting_down = True
         self.notifier.stopping()
         self.notifier.stop_watchdog()
         if self.listener is not None:
@@ -763,6 +825,9 @@ class Daemon:
         graceful = self.fib is not None and self.config.router.graceful_restart
         keep = self.config.kernel.persist or graceful
         if self.fib is not None and keep:
+            # Sessions that ended before still have paths to withdraw: the kernel must not keep
+            # those (all at once now; without persist the flush below removes everything).
+            self.rib.drain_step(None)
             # Persist: the kernel keeps what it has now, so the withdrawals that closing the
             # sessions makes in the RIB must not reach it.
             with contextlib.suppress(ValueError):
@@ -792,6 +857,11 @@ class Daemon:
         if self._reselect_handle is not None:
             self._reselect_handle.cancel()
             self._reselect_handle = None
+        if self._drain_handle is not None:
+            self._drain_handle.cancel()
+            self._drain_handle = None
+        if self._drain_wait is not None:
+            self._drain_wait.cancel()
         if self.igp is not None:
             asyncio.get_running_loop().remove_reader(self.igp.watch.fileno())
             self.igp.close()
@@ -859,6 +929,7 @@ class Daemon:
             await peer.session.stop(3 if fresh is None else 6, "configuration changed")
             self.graceful.forget(key, peer.channel)
             self.rib.remove_channel(peer.channel)
+            self._drain_started()
             removed += fresh is None
             restarted += fresh is not None
         for key, ncfg in new_n.items():
@@ -882,7 +953,9 @@ class Daemon:
             self.igp.configure(new, filters)
             self._kick_reselect()
         for name in set(old.vrfs) - set(new.vrfs):
-            # Its neighbours and networks are gone by now, and so are its routes.
+            # Its neighbours and networks are gone by now, and so are its routes: what still
+            # drains goes now, while its kernel table is known.
+            self.rib.drain_vrf_now(name)
             self.vrf_tables.pop(name, None)
         self._schedule_flush()
         msg = (
@@ -953,6 +1026,8 @@ class Daemon:
             "out_queue_peak": peer.out_queue_peak,
             "out_queue_cap": OUT_QUEUE_CAP,
             "out_pending": sum(len(v) for v in ch.pending.values()),
+            # Prefixes of its ended sessions not yet looked at by the slice-wise withdrawal.
+            "withdrawing": self.rib.drains.left(cfg.vrf, cfg.address),
             "graceful_restart": self.graceful.json(cfg.key, ch, cfg.graceful_restart),
         }
         rec = self.recovery

@@ -1,10 +1,10 @@
 """Graceful restart (RFC 4724): the timers and decisions of both roles; the RIB work is rib/stale.py.
 
 Helper: a session that negotiated graceful restart and ends without a NOTIFICATION (a TCP
-failure; RFC 8538's N bit is not negotiated, so a NOTIFICATION sent or received, the hold
-timer's included, ends the session normally) keeps its routes, marked stale, for the peer's
-restart time. When the peer is back, the families whose F bit its new OPEN clears are swept at
-once, the others at its End-of-RIB per family, or after ``stale_time`` without one.
+failure), or, when both sides set RFC 8538's N bit, with any NOTIFICATION but a Cease/Hard Reset
+(the hold timer's included), keeps its routes, marked stale, for the peer's restart time.
+When the peer is back, the families whose F bit its new OPEN clears are swept at once, the
+others at its End-of-RIB per family, or after ``stale_time`` without one.
 
 Restarting speaker (``[router] graceful_restart``): ``Recovery`` tracks our own restart. At
 start the kernel's routes of ours are kept (FibSync.adopt); our OPENs carry R and, per family
@@ -23,12 +23,13 @@ from typing import Any, Protocol
 from structlog.typing import FilteringBoundLogger
 
 from bgpd.connection import Negotiated, SessionClosed
+from bgpd.wire.errors import CeaseSub, ErrCode
 from bgpd.wire.messages import GracefulRestart
 from rib.channel import Channel
 from rib.engine import Rib
 from rib.prefix import Afi, PrefixKey, Safi
 from rib.route import Path, Source
-from rib.stale import is_stale, resume, retain, stale_count, sweep
+from rib.stale import has_stale, is_stale, resume, retain, stale_count, stale_families, sweep
 
 F_BIT = 0x80
 
@@ -56,8 +57,17 @@ def listed_families(cap: GracefulRestart | None) -> set[Afi]:
 
 
 def ends_gracefully(closed: SessionClosed | None) -> bool:
-    """RFC 4724 with RFC 8538's N bit not negotiated: only a TCP failure starts a restart."""
-    return closed is not None and closed.notification_sent is None and closed.notification_received is None
+    """Whether the end of a session starts a restart: a TCP failure (RFC 4724) or, when both sides
+    set RFC 8538's N bit, any NOTIFICATION but a Cease/Hard Reset, sent or received."""
+    if closed is None:
+        return False
+    sent, received = closed.notification_sent, closed.notification_received
+    if sent is None and received is None:
+        return True
+    if not closed.graceful_notification:
+        return False
+    hard = (ErrCode.CEASE, CeaseSub.HARD_RESET)
+    return not any(n is not None and (n[0], n[1]) == hard for n in (sent, received))
 
 
 @dataclass(slots=True)
@@ -86,7 +96,7 @@ class Helper:
         """Before ``Rib.channel_up``: the source the session should use (the stale one to refresh)."""
         cap = neg.peer_capabilities.graceful_restart if neg.graceful_restart else None
         self.caps[key] = cap
-        if not ch.stale:
+        if not has_stale(ch):
             self._finish(key)
             return source
         use = resume(ch, source)
@@ -98,7 +108,7 @@ class Helper:
             self._finish(key)
             return source
         keep = forwarding_families(cap) & set(neg.afis)
-        gone = [a for a in ch.stale if a not in keep]
+        gone = [a for a in stale_families(ch) if a not in keep]
         if gone:
             n = self._sweep(key, ch, gone)
             self.log.info(
@@ -107,7 +117,7 @@ class Helper:
                 families=[a.name_lower for a in gone],
                 swept=n,
             )
-        if not ch.stale:
+        if not has_stale(ch):
             self._finish(key)
             return use
         self._arm(key, ch, "waiting_eor", stale_time)
@@ -118,7 +128,7 @@ class Helper:
         """Instead of ``Rib.channel_down`` when it returns True: the routes were kept, stale."""
         cap = self.caps.get(key)
         if cap is None or not enabled or not ends_gracefully(closed) or ch.source is None:
-            if ch.stale:
+            if has_stale(ch):
                 self.log.info(
                     "graceful restart ended by the session closing",
                     peer=key,
@@ -130,10 +140,10 @@ class Helper:
         listed = listed_families(cap)
         n = retain(self.rib, ch)
         self.channels[id(src)] = ch
-        unlisted = [a for a in ch.stale if a not in listed]
+        unlisted = [a for a in stale_families(ch) if a not in listed]
         if unlisted:
             self._sweep(key, ch, unlisted)
-        if not ch.stale or cap.time == 0:
+        if not has_stale(ch) or cap.time == 0:
             self._sweep(key, ch, None)
             self._finish(key)
             self.changed()
@@ -151,11 +161,11 @@ class Helper:
     def end_of_rib(self, key: str, ch: Channel, afi: Afi) -> None:
         if key not in self.restarts:
             return
-        n = self._sweep(key, ch, [afi]) if afi in ch.stale else 0
+        n = self._sweep(key, ch, [afi]) if afi in stale_families(ch) else 0
         self.log.info(
             "graceful restart: End-of-RIB, stale routes swept", peer=key, afi=afi.name_lower, swept=n
         )
-        if not ch.stale:
+        if not has_stale(ch):
             self.log.info("graceful restart: peer recovered", peer=key)
             self._finish(key)
         if n:
@@ -168,8 +178,10 @@ class Helper:
         self.caps.pop(key, None)
 
     def is_stale(self, afi: Afi, prefix: PrefixKey, path: Path) -> bool:
-        ch = self.channels.get(id(path.source))
-        return ch is not None and is_stale(ch, afi, prefix, path.source)
+        src = path.source
+        # An ADD-PATH path's source is per path id; its ``base`` is the session's source.
+        ch = self.channels.get(id(src.base if src.base is not None else src))
+        return ch is not None and is_stale(ch, afi, prefix, src)
 
     def json(self, key: str, ch: Channel, configured: bool) -> dict[str, Any]:
         cap = self.caps.get(key)

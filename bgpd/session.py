@@ -294,6 +294,7 @@ class PeerSession:
             afis=list(cfg.address_families),
             peer_address=str(cfg.address),
             graceful_restart=cfg.graceful_restart,
+            graceful_notification=cfg.graceful_notification,
             restart_time=cfg.restart_time,
             add_path=cfg.add_path,
             send_hold_time=cfg.send_hold_time,

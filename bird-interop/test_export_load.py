@@ -18,89 +18,20 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from bgpd.control import request
-from lab.netns import Lab
-from lab.peers import Bgpd, Bird, wait_for
+from lab.feed_sink import FeedSinkLab, FeedSinkSpec
+from lab.peers import wait_for
 from tests.support.netns import need_root
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 
 ROUTES = 200_000
-US_FEED, FEED = "10.74.0.1", "10.74.0.2"
-US_SINK, SINK = "10.74.1.1", "10.74.1.2"
+SPEC = FeedSinkSpec("10.74", ROUTES, sink_asn=65003, sink_hold=9, kernel=False)
+FEED, SINK = SPEC.feed, SPEC.sink
 CLI_BOUND = 1.0
-
-
-def feed_config() -> str:
-    routes = "\n".join(
-        f"  route 10.{200 + i // 65536}.{(i // 256) % 256}.{i % 256}/32 blackhole"
-        f" {{ bgp_community.add((65001, {i // 16})); }};"
-        for i in range(ROUTES)
-    )
-    return f"""router id {FEED};
-protocol device {{ }}
-protocol static feedroutes {{
-  ipv4;
-{routes}
-}}
-protocol bgp us1 {{
-  local {FEED} as 65001;
-  neighbor {US_FEED} as 65010;
-  hold time 240;
-  connect retry time 2;
-  ipv4 {{ import none; export all; }};
-}}
-"""
-
-
-def sink_config() -> str:
-    return f"""router id {SINK};
-protocol device {{ }}
-protocol bgp us1 {{
-  local {SINK} as 65003;
-  neighbor {US_SINK} as 65010;
-  hold time 9;
-  keepalive time 3;
-  connect retry time 2;
-  ipv4 {{ import all; export none; }};
-}}
-"""
-
-
-def bgpd_config(workdir: Path) -> str:
-    return f"""
-[router]
-asn = 65010
-router_id = "{US_FEED}"
-listen = ["0.0.0.0"]
-
-[kernel]
-enabled = false
-
-[control]
-socket = "{workdir}/bgpd.sock"
-
-[[neighbor]]
-address = "{FEED}"
-asn = 65001
-import = "all"
-export = "none"
-hold_time = 240
-connect_retry = 1
-
-[[neighbor]]
-address = "{SINK}"
-asn = 65003
-import = "none"
-export = "all"
-hold_time = 9
-connect_retry = 1
-"""
 
 
 @dataclass
@@ -140,70 +71,26 @@ class Probe:
 
 
 @dataclass
-class ExportLab:
-    workdir: Path
-    lab: Lab = field(default_factory=Lab)
-    ns: dict[str, str] = field(default_factory=dict)
-    feed: Bird | None = None
-    sink: Bird | None = None
-    bgpd: Bgpd | None = None
+class ExportLab(FeedSinkLab):
     probe: Probe | None = None
 
-    def build(self) -> ExportLab:
-        for name in ("us", "feed", "sink"):
-            self.ns[name] = self.lab.ns(name)
-        self.lab.link(self.ns["us"], self.ns["feed"], [f"{US_FEED}/24"], [f"{FEED}/24"], name="vf")
-        self.lab.link(self.ns["us"], self.ns["sink"], [f"{US_SINK}/24"], [f"{SINK}/24"], name="vk")
-        return self
-
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         if self.probe is not None:
             self.probe.close()
-        for p in (self.bgpd, self.feed, self.sink):
-            if p is not None:
-                p.stop()
-        self.lab.close()
-
-    def neighbor(self, address: str) -> dict[str, Any]:
-        assert self.bgpd is not None
-        resp = request(str(self.bgpd.socket), ["show", "neighbors"], {}, timeout=10.0)
-        assert resp.get("ok"), resp
-        found: dict[str, Any] = next(n for n in resp["data"]["neighbors"] if n["address"] == address)
-        return found
-
-    def sink_protocol(self) -> tuple[str, str, int]:
-        """BIRD's view of its session with us: (state, since, routes imported)."""
-        assert self.sink is not None
-        state = since = ""
-        routes = 0
-        for line in self.sink.birdc("show", "protocols", "all", "us1").splitlines():
-            parts = line.split()
-            if parts[:1] == ["us1"]:
-                state, since = parts[3], parts[4]  # Name Proto Table State Since Info
-            elif parts[:1] == ["Routes:"]:
-                routes = int(parts[1])
-        return state, since, routes
+        super().close(failed)
 
 
 @pytest.fixture(scope="module")
 def exp(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[ExportLab]:
     need_root()
-    lab = ExportLab(tmp_path_factory.mktemp("exportload"))
+    lab = ExportLab(tmp_path_factory.mktemp("exportload"), SPEC)
     try:
         lab.build()
-        wd = lab.workdir / "us"
-        wd.mkdir(parents=True, exist_ok=True)
-        lab.bgpd = Bgpd(lab.ns["us"], wd, "bgpd", config=bgpd_config(wd)).start()
-        lab.sink = Bird(lab.ns["sink"], lab.workdir / "sink", "bird", config=sink_config()).start()
-        wait_for("sink Established", lambda: lab.neighbor(SINK)["state"] == "Established", 30)
+        lab.start_bgpd()
+        lab.start_sink()
         yield lab
     finally:
-        failed = any(getattr(i, "rep_call", None) and i.rep_call.failed for i in request.session.items)
-        if failed and lab.bgpd is not None:
-            print(f"--- bgpd log ---\n{lab.bgpd.log_text()[-15000:]}")
-        if failed and lab.sink is not None:
-            print(f"--- sink log ---\n{lab.sink.log_text()[-5000:]}")
-        lab.close()
+        lab.close(any(getattr(i, "rep_call", None) and i.rep_call.failed for i in request.session.items))
 
 
 def test_export_under_import_keeps_a_9s_hold_session_and_the_cli(exp: ExportLab) -> None:
@@ -213,7 +100,7 @@ def test_export_under_import_keeps_a_9s_hold_session_and_the_cli(exp: ExportLab)
     exp.probe = Probe(str(exp.bgpd.socket)).start()
     flaps0 = exp.neighbor(SINK)["flaps"]
     t0 = time.monotonic()
-    exp.feed = Bird(exp.ns["feed"], exp.workdir / "feed", "bird", config=feed_config()).start()
+    exp.start_feed()
     views: list[tuple[str, str, int]] = []
 
     def sink_has_all() -> bool:

@@ -14,6 +14,7 @@ every route deletion in table 500; the assertions say which prefixes may have be
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -70,11 +71,11 @@ action = "accept"
 class RouteMonitor:
     """`ip monitor route` in a namespace: every deletion in one table, as the kernel reports it."""
 
-    def __init__(self, ns: str, workdir: Path) -> None:
+    def __init__(self, ns: str, workdir: Path, *options: str) -> None:
         self.path = workdir / "ipmon.log"
         self.file = open(self.path, "w")  # noqa: SIM115 - the child writes it until stop()
         self.proc = subprocess.Popen(
-            ["ip", "-n", ns, "monitor", "route"], stdout=self.file, stderr=subprocess.STDOUT
+            ["ip", "-n", ns, *options, "monitor", "route"], stdout=self.file, stderr=subprocess.STDOUT
         )
         time.sleep(0.3)  # subscribed before anything happens
 
@@ -90,6 +91,18 @@ class RouteMonitor:
             self.proc.terminate()
             self.proc.wait(5)
         self.file.close()
+
+
+@contextlib.contextmanager
+def monitoring(lab: Any) -> Iterator[list[RouteMonitor]]:
+    """``lab.monitors``, where ``monitor(lab)`` puts each one; all stopped on the way out."""
+    monitors: list[RouteMonitor] = []
+    lab.monitors = monitors
+    try:
+        yield monitors
+    finally:
+        for m in monitors:
+            m.stop()
 
 
 def ours(lab: SkeletonLab) -> dict[str, set[str]]:
@@ -146,14 +159,11 @@ def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SkeletonLab]
     if shutil.which("bird") is None:
         pytest.skip("needs BIRD 2 (apt-get install bird2)")
     lab = SkeletonLab(tmp_path).build()
-    monitors: list[RouteMonitor] = []
-    lab.monitors = monitors  # type: ignore[attr-defined]
     try:
-        lab._start_birds({name: gr_bird_config(name) for name in ("b1", "b2")})
-        yield lab
+        with monitoring(lab):
+            lab._start_birds({name: gr_bird_config(name) for name in ("b1", "b2")})
+            yield lab
     finally:
-        for m in monitors:
-            m.stop()
         rep = getattr(request.node, "rep_call", None)
         if rep is None or rep.failed:
             lab.dump_logs()
@@ -422,15 +432,12 @@ def frr_lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Sk
     lab.us = lab.lab.ns("us")
     f = lab.lab.ns("f")
     lab.lab.link(lab.us, f, [f"{US4}/24"], [f"{FRR4}/24"], name="vf")
-    monitors: list[RouteMonitor] = []
-    lab.monitors = monitors  # type: ignore[attr-defined]
     frr = Frr(f, tmp_path / "f", frr_gr_config((FRR_KEEP, FRR_DROP)))
     try:
-        frr.start()
-        yield lab, frr
+        with monitoring(lab):
+            frr.start()
+            yield lab, frr
     finally:
-        for m in monitors:
-            m.stop()
         rep = getattr(request.node, "rep_call", None)
         if rep is None or rep.failed:
             lab.dump_logs()

@@ -21,23 +21,38 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from lab.netns import Lab, run
-from lab.peers import Bgpd, Bird, Process, wait_for
+from lab.feed_sink import US_ASN, FeedSinkLab, FeedSinkSpec
+from lab.netns import run
+from lab.peers import Process, wait_for
 from tests.support.netns import need_root
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 
 FEED_ROUTES = 200_000
-US_FEED, FEED = "10.72.0.1", "10.72.0.2"
-US_SINK, SINK = "10.72.1.1", "10.72.1.2"
 US_STALL, STALL = "10.72.2.1", "10.72.2.2"
-STALL_ASN = 65010  # iBGP, like the sink: the export path without eBGP rewriting
+STALL_ASN = US_ASN  # iBGP, like the sink: the export path without eBGP rewriting
+SPEC = FeedSinkSpec(
+    "10.72",
+    FEED_ROUTES,
+    sink_asn=US_ASN,
+    sink_hold=240,
+    kernel=False,
+    extra_neighbors=f"""
+[[neighbor]]
+address = "{STALL}"
+asn = {STALL_ASN}
+import = "none"
+export = "all"
+passive = true
+hold_time = 9
+""",
+)
+FEED, SINK = SPEC.feed, SPEC.sink
 
 # Completes OPEN/KEEPALIVE, then never reads again (a 4 KiB receive buffer that stays full),
 # while sending KEEPALIVEs so our hold timer does not fire until it is SIGSTOPped.
@@ -70,147 +85,45 @@ while True:
 """
 
 
-def feed_config() -> str:
-    # 16 prefixes per community: 12.5k attribute sets, ~1.7 MiB of UPDATEs for the table.
-    routes = "\n".join(
-        f"  route 10.{200 + i // 65536}.{(i // 256) % 256}.{i % 256}/32 blackhole"
-        f" {{ bgp_community.add((65001, {i // 16})); }};"
-        for i in range(FEED_ROUTES)
-    )
-    return f"""router id {FEED};
-protocol device {{ }}
-protocol static feedroutes {{
-  ipv4;
-{routes}
-}}
-protocol bgp us1 {{
-  local {FEED} as 65001;
-  neighbor {US_FEED} as 65010;
-  hold time 240;
-  connect retry time 2;
-  ipv4 {{ import none; export all; }};
-}}
-"""
-
-
-def sink_config() -> str:
-    return f"""router id {SINK};
-protocol device {{ }}
-protocol bgp us1 {{
-  local {SINK} as 65010;
-  neighbor {US_SINK} as 65010;
-  direct;
-  hold time 240;
-  connect retry time 2;
-  ipv4 {{ import all; export none; }};
-}}
-"""
-
-
-def bgpd_config(workdir: Path) -> str:
-    return f"""
-[router]
-asn = 65010
-router_id = "{US_FEED}"
-listen = ["0.0.0.0"]
-
-[kernel]
-enabled = false
-
-[control]
-socket = "{workdir}/bgpd.sock"
-
-[[neighbor]]
-address = "{FEED}"
-asn = 65001
-import = "all"
-export = "none"
-hold_time = 240
-connect_retry = 1
-
-[[neighbor]]
-address = "{SINK}"
-asn = 65010
-import = "none"
-export = "all"
-next_hop_self = true
-hold_time = 240
-connect_retry = 1
-
-[[neighbor]]
-address = "{STALL}"
-asn = {STALL_ASN}
-import = "none"
-export = "all"
-passive = true
-hold_time = 9
-"""
-
-
 @dataclass
-class CapLab:
-    workdir: Path
-    lab: Lab = field(default_factory=Lab)
-    ns: dict[str, str] = field(default_factory=dict)
-    feed: Bird | None = None
-    sink: Bird | None = None
+class CapLab(FeedSinkLab):
     stall: Process | None = None
-    bgpd: Bgpd | None = None
 
-    def build(self) -> CapLab:
-        lab = self.lab
-        for name in ("us", "feed", "sink", "s"):
-            self.ns[name] = lab.ns(name)
+    def build(self, *extra: str) -> CapLab:
+        super().build("s", *extra)
         us = self.ns["us"]
         # Small send buffers, so the stalled peer's socket is full after ~64 KiB and everything
         # else stays in the daemon (the kernel's autotuning would absorb megabytes).
         run("sysctl", "-qw", "net.ipv4.tcp_wmem=4096 16384 65536", ns=us)
-        lab.link(us, self.ns["feed"], [f"{US_FEED}/24"], [f"{FEED}/24"], name="vf")
-        lab.link(us, self.ns["sink"], [f"{US_SINK}/24"], [f"{SINK}/24"], name="vk")
-        lab.link(us, self.ns["s"], [f"{US_STALL}/24"], [f"{STALL}/24"], name="vs")
+        self.lab.link(us, self.ns["s"], [f"{US_STALL}/24"], [f"{STALL}/24"], name="vs")
         return self
 
-    def close(self) -> None:
-        for p in (self.stall, self.bgpd, self.feed, self.sink):
-            if p is not None:
-                p.stop()
-        self.lab.close()
-
     def neighbor(self, address: str) -> dict[str, Any]:
+        # Through bgpd-cli, as an operator asks: its time is what the test bounds.
         assert self.bgpd is not None
         return self.bgpd.cli_json("show", "neighbors", address)["neighbors"][0]  # type: ignore[no-any-return]
 
     def sink_routes(self) -> int:
-        assert self.sink is not None
-        for line in self.sink.birdc("show", "protocols", "all", "us1").splitlines():
-            parts = line.split()
-            if parts[:1] == ["Routes:"]:
-                return int(parts[1])  # "Routes: N imported, ..."
-        return 0
+        return self.sink_protocol()[2]
 
 
 @pytest.fixture(scope="module")
 def cap(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[CapLab]:
     need_root()
-    lab = CapLab(tmp_path_factory.mktemp("outcap"))
+    lab = CapLab(tmp_path_factory.mktemp("outcap"), SPEC)
     try:
         lab.build()
-        wd = lab.workdir / "us"
-        wd.mkdir(parents=True, exist_ok=True)
-        lab.bgpd = Bgpd(lab.ns["us"], wd, "bgpd", config=bgpd_config(wd)).start()
+        lab.start_bgpd()
         lab.stall = Process(lab.ns["s"], lab.workdir / "s", "stall")
+        lab.others.append(lab.stall)
         lab.stall._spawn([sys.executable, "-c", STALLED_SPEAKER, STALL, US_STALL, str(STALL_ASN)])
         wait_for("stalled speaker Established", lambda: lab.neighbor(STALL)["state"] == "Established", 30)
-        lab.sink = Bird(lab.ns["sink"], lab.workdir / "sink", "bird", config=sink_config()).start()
-        wait_for("sink Established", lambda: lab.neighbor(SINK)["state"] == "Established", 30)
+        lab.start_sink()
         # The table arrives only now: everything we send the stalled peer is for a full socket.
-        lab.feed = Bird(lab.ns["feed"], lab.workdir / "feed", "bird", config=feed_config()).start()
+        lab.start_feed()
         yield lab
     finally:
-        failed = any(getattr(i, "rep_call", None) and i.rep_call.failed for i in request.session.items)
-        if failed and lab.bgpd is not None:
-            print(f"--- bgpd log ---\n{lab.bgpd.log_text()[-15000:]}")
-        lab.close()
+        lab.close(any(getattr(i, "rep_call", None) and i.rep_call.failed for i in request.session.items))
 
 
 def test_a_stalled_peer_stays_under_the_cap_while_others_get_the_table(cap: CapLab) -> None:

@@ -59,6 +59,22 @@ class Frr:
         wait_for("FRR bgpd's vty", lambda: (run / "bgpd.vty").exists() or None, 15)
         return self
 
+    def respawn_bgpd(self, config: str | None = None) -> None:
+        """bgpd again after it died (zebra stays: a restart), reading ``config`` when given."""
+        run = self.rundir
+        if config is not None:
+            (run / "frr.conf").write_text(config)
+        (run / "bgpd.vty").unlink(missing_ok=True)
+        self.bgpd = Process(self.ns, self.workdir, "bgpd")
+        self.bgpd._spawn(
+            [
+                str(FRR_DIR / "bgpd"),
+                *("-f", str(run / "frr.conf"), "-z", str(run / "zserv.api"), "--vty_socket", str(run)),
+                *("-u", "frr", "-g", "frr", "-i", str(run / "bgpd.pid"), "-p", "179"),
+            ]
+        )
+        wait_for("FRR bgpd's vty", lambda: (run / "bgpd.vty").exists() or None, 15)
+
     def vtysh(self, *commands: str) -> str:
         args = ["vtysh", "--vty_socket", str(self.vty)]
         for c in commands:

@@ -122,6 +122,15 @@ class Channel:
     # its old source until refreshed or swept, by family (as received); clear() keeps them.
     stale: dict[Afi, dict[PrefixKey, PathAttrs]] = field(default_factory=dict)
     stale_source: Source | None = None
+    # The ADD-PATH paths kept stale, by family and path id (as received), and the per-path-id
+    # sources that hold them in the Loc-RIB: ``path_source`` gives the new session these same
+    # objects, so a path sent again replaces its stale one with no change anywhere.
+    stale_paths: dict[Afi, dict[int, dict[PrefixKey, PathAttrs]]] = field(default_factory=dict)
+    stale_path_sources: dict[int, Source] = field(default_factory=dict)
+    # Stale ADD-PATH paths whose path id the returning peer reused for other attributes (FRR
+    # numbers its paths anew after a restart): kept under a source of their own until swept.
+    stale_displaced: dict[Afi, dict[int, dict[PrefixKey, PathAttrs]]] = field(default_factory=dict)
+    stale_displaced_sources: dict[int, Source] = field(default_factory=dict)
     # Lean Adj-RIB-In (Rib._go_lean): the table is big, so the accepted routes are kept in the
     # Loc-RIB only (with their attributes as received) and ``adj_in`` holds what import rejected.
     lean: bool = False
@@ -160,7 +169,10 @@ class Channel:
         src = self.path_sources.get(path_id)
         if src is None:
             assert self.source is not None
-            src = self.path_sources[path_id] = self.source.for_path_id(path_id)
+            src = self.stale_path_sources.get(path_id)
+            if src is None or src.base is not self.source:  # not a resumed session's stale one
+                src = self.source.for_path_id(path_id)
+            self.path_sources[path_id] = src
         return src
 
     def advertised(self) -> int:
@@ -275,6 +287,9 @@ class Channel:
         return out
 
     def _export(self, afi: Afi, prefix: PrefixKey, attrs: PathAttrs, src: Source) -> PathAttrs | None:
+        own = self.source
+        if own is not None and src.peer is not None and src.peer == own.peer:
+            return None  # an earlier session's path of this neighbour, still draining (rib/drain.py)
         comms = attrs.communities
         if comms:
             if NO_ADVERTISE in comms:

@@ -8,7 +8,7 @@ table size happens for one UPDATE.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import replace
 from itertools import repeat
 
@@ -16,6 +16,7 @@ from policy.filters import PrefixPlan
 from rib.attrs import PathAttrs
 from rib.channel import Channel, ChannelSettings
 from rib.decision import DEFAULT, Decision, Resolver
+from rib.drain import SLICE, DrainJob, Drains
 from rib.prefix import Afi, IPAddress, PrefixKey
 from rib.route import Change, Path, Source, SourceKind
 from rib.table import LocRib, Stored
@@ -36,8 +37,13 @@ class Rib:
         multipath_relax: bool = False,
         decision: Decision = DEFAULT,
         lean_min: int = 65_536,
+        drain_slice: int = SLICE,
     ) -> None:
         self.local_asn = local_asn
+        # A session's paths leave the Loc-RIB this many per ``drain_step`` (rib/drain.py); fewer
+        # go at once, in ``channel_down`` itself.
+        self.drain_slice = drain_slice
+        self.drains = Drains()
         # A channel with at least this many routes accepted keeps no separate copy of
         # what it accepted: see ``_go_lean``.
         self.lean_min = lean_min
@@ -135,36 +141,139 @@ class Rib:
         return True
 
     def channel_down(self, ch: Channel) -> None:
-        """The session ended: its paths leave the Loc-RIB (and so the kernel and other peers)."""
+        """The session ended: its paths leave the Loc-RIB (and so the kernel and other peers).
+
+        The channel is cleared at once (its counters say 0, a new session starts clean); the
+        paths are withdrawn by ``drain_step``, a slice at a time, unless there are few of them
+        (rib/drain.py).
+        """
         self.path_senders.discard(ch)
         self._dumps.pop(ch, None)
-        if ch.adj_in_paths:
-            self._paths_down(ch)
+        jobs = self._paths_down(ch) if ch.adj_in_paths else []
         source = ch.source
         if source is not None:
             vrf = ch.settings.vrf
-            for afi, routes in (self.adj_rib_in(ch) if ch.lean else ch.adj_in).items():
-                table = self.table(vrf, afi)
-                withdraw = table.withdraw
-                changes = [c for c in map(withdraw, routes, repeat(source)) if c is not None]
-                self._propagate_many(vrf, afi, changes)
+            if ch.lean:
+                # The accepted routes are in the Loc-RIB only: a snapshot of the table's
+                # prefixes (one C-level copy) instead of a pass over it here; withdrawing one
+                # ``source`` does not hold costs a dict probe in ``drain_step``.
+                for afi in {*ch.adj_in, *ch.afis}:
+                    jobs.append(DrainJob(vrf, afi, source, tuple(self.table(vrf, afi).dests)))
+            else:
+                jobs.extend(DrainJob(vrf, afi, source, tuple(routes)) for afi, routes in ch.adj_in.items())
         ch.clear()
         self.dirty.discard(ch)
+        for job in jobs:
+            self._drain(job)
 
-    def _paths_down(self, ch: Channel) -> None:
-        """The ADD-PATH paths of a channel going down leave the Loc-RIB."""
+    def _paths_down(self, ch: Channel) -> list[DrainJob]:
+        """The drain jobs of a channel's ADD-PATH paths (one per path id: each its own source)."""
         vrf = ch.settings.vrf
-        for afi, by_id in ch.adj_in_paths.items():
-            table = self.table(vrf, afi)
-            changes: list[Change] = []
-            touched: list[PrefixKey] = []
-            for path_id, routes in by_id.items():
-                source = ch.path_source(path_id)
-                changes.extend(c for c in map(table.withdraw, routes, repeat(source)) if c is not None)
-                touched.extend(routes)
-            self._propagate_many(vrf, afi, changes)
-            self._touch_paths(vrf, afi, touched)
+        jobs = [
+            DrainJob(vrf, afi, ch.path_source(path_id), tuple(routes))
+            for afi, by_id in ch.adj_in_paths.items()
+            for path_id, routes in by_id.items()
+            if routes
+        ]
         ch.adj_in_paths.clear()
+        return jobs
+
+    def drain(self, vrf: str, afi: Afi, source: Source, prefixes: Iterable[PrefixKey]) -> None:
+        """Withdraw ``source``'s paths of ``prefixes``: at once if at most ``drain_slice``, else
+        by ``drain_step``. What ``source`` announces again meanwhile is kept (a live source:
+        a graceful-restart sweep), as is anything of another source."""
+        self._drain(DrainJob(vrf, afi, source, tuple(prefixes)))
+
+    def _drain(self, job: DrainJob) -> None:
+        if not job.prefixes:
+            return
+        if len(job.prefixes) <= self.drain_slice:
+            job.pos = len(job.prefixes)
+            self._withdraw_drained(job, job.prefixes)
+        else:
+            self.drains.add(job)
+
+    @property
+    def draining(self) -> bool:
+        return bool(self.drains)
+
+    def drain_step(self, limit: int | None = None) -> bool:
+        """Withdraw (and propagate) up to ``limit`` (None: all) more prefixes of the drain
+        jobs, oldest first. True while work remains."""
+        for job, keys in self.drains.take(limit):
+            self._withdraw_drained(job, keys)
+        return bool(self.drains)
+
+    def drain_vrf_now(self, vrf: str) -> None:
+        """Finish the drains of ``vrf`` at once (it is being removed: its kernel table with it)."""
+        for job, keys in self.drains.take_vrf(vrf):
+            self._withdraw_drained(job, keys)
+
+    def _withdraw_drained(self, job: DrainJob, keys: Sequence[PrefixKey]) -> None:
+        table = self.tables.get((job.vrf, job.afi))
+        if table is None:
+            return
+        if job.revived:
+            revived = job.revived
+            keys = [k for k in keys if k not in revived]
+        source = job.source
+        if not self.path_senders:
+            changes = [c for c in map(table.withdraw, keys, repeat(source)) if c is not None]
+            self._propagate_many(job.vrf, job.afi, changes)
+            return
+        # ADD-PATH peers were sent every path: one that goes without changing the selection
+        # must be withdrawn from them too (not every key held one: a lean snapshot's).
+        changes, touched = [], []
+        withdraw = table.withdraw
+        for key in keys:
+            held = table.path_count
+            change = withdraw(key, source)
+            if change is not None:
+                changes.append(change)
+            elif table.path_count != held:
+                touched.append(key)
+        self._propagate_many(job.vrf, job.afi, changes)
+        self._touch_paths(job.vrf, job.afi, touched)
+
+    def _supersede(
+        self,
+        ch: Channel,
+        source: Source,
+        announce: list[tuple[Afi, PathAttrs, list[PrefixKey]]],
+        announce_ids: list[list[int] | None],
+    ) -> dict[Afi, list[Change]]:
+        """An UPDATE of a neighbour whose earlier paths are still draining: what it announces
+        now takes the prefix over. A previous session's paths of those prefixes go at once
+        (before the new ones are added, in the same batch: the kernel and the peers see only
+        the end state); a path the live session itself sends again (its source, or with
+        ADD-PATH the source of that path id: a graceful-restart sweep running) is no longer
+        to be drained."""
+        vrf = ch.settings.vrf
+        jobs = self.drains.of_peer(vrf, source.peer)
+        changes: dict[Afi, list[Change]] = {}
+        ids_of = iter(announce_ids)
+        for afi, _attrs, prefixes in announce:
+            if not prefixes:
+                continue
+            ids = next(ids_of, None)  # the decoder lists ids only for groups with prefixes
+            if afi not in ch.add_path_rx:
+                ids = None
+            for job in jobs:
+                if job.afi != afi:
+                    continue
+                old = job.source
+                if old is source:  # the live plain source
+                    if ids is None:
+                        job.revived.update(prefixes)
+                    continue
+                if old.base is source:  # one of the live session's path ids
+                    if ids is not None:
+                        job.revived.update(p for p, i in zip(prefixes, ids, strict=True) if i == old.path_id)
+                    continue
+                table = self.table(vrf, afi)
+                out = changes.setdefault(afi, [])
+                out.extend(c for c in map(table.withdraw, prefixes, repeat(old)) if c is not None)
+        return changes
 
     def _touch_paths(self, vrf: str, afi: Afi, prefixes: list[PrefixKey]) -> None:
         """Paths of ``prefixes`` changed (the selection maybe not): re-export to ADD-PATH senders."""
@@ -195,12 +304,15 @@ class Rib:
         if source is None:
             return
         vrf = ch.settings.vrf
-        if ch.stale:  # a restarting neighbour's stale routes: what it sends is no longer stale
+        if ch.stale or ch.stale_paths:  # a restarting neighbour's: what it sends is no longer stale
             from rib.stale import refresh
 
             announce, withdraw = list(announce), list(withdraw)
-            refresh(self, ch, announce, withdraw)
+            refresh(self, ch, announce, withdraw, announce_ids, withdraw_ids)
         changes: dict[Afi, list[Change]] = {}
+        if self.drains.by_peer and (vrf, source.peer) in self.drains.by_peer:
+            announce = list(announce)
+            changes = self._supersede(ch, source, announce, announce_ids or [])
         senders = self.path_senders
         touched: list[tuple[Afi, list[PrefixKey]]] = []
         if senders or announce_ids or withdraw_ids:

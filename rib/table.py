@@ -219,8 +219,18 @@ class LocRib:
                 dests.update(zip(prefixes, repeat(new)))
                 self.path_count += len(prefixes)
                 return [_new_change(Change, (vrf, afi, p, new)) for p in prefixes] if changed else []
+        elif not added and type(first) is tuple and len(set(map(id, curs))) == 1:
+            # Likewise a third (fourth...) peer meeting the same shared ECMP set everywhere.
+            _held, paths, new, changed = self._contest_many(first, path)
+            if paths and len(new) == len(paths):
+                dests.update(zip(prefixes, repeat(new)))
+                self.path_count += len(prefixes)
+                return [_new_change(Change, (vrf, afi, p, new)) for p in prefixes] if changed else []
         # id of a held path -> (it, the pair, the new selection, whether it changed)
         contests: dict[int, tuple[Path, tuple[Path, Path], tuple[Path, ...], bool]] = {}
+        # id of a held tuple of selected paths -> (it, the paths with ``path``, the new selection,
+        # whether it changed); no paths when ``path``'s source is among them (a replacement).
+        contests_many: dict[int, tuple[tuple[Path, ...], tuple[Path, ...], tuple[Path, ...], bool]] = {}
         for prefix, cur in zip(prefixes, curs, strict=True):
             if cur is path:  # new: stored above
                 append(_new_change(Change, (vrf, afi, prefix, single)))
@@ -240,6 +250,19 @@ class LocRib:
                     continue
                 if cur.attrs is attrs and cur.received is received:
                     continue  # an identical re-announcement changes nothing
+            elif type(cur) is tuple:
+                # Several paths, all selected, shared by the prefixes of earlier UPDATEs (an
+                # ECMP set): a third peer's path meets the same set for each of its prefixes.
+                many = contests_many.get(id(cur))
+                if many is None:
+                    many = contests_many[id(cur)] = self._contest_many(cur, path)
+                if many[1]:
+                    _held, paths, new, changed = many
+                    dests[prefix] = new if len(new) == len(paths) else Dest.of(paths, new)
+                    self.path_count += 1
+                    if changed:
+                        append(_new_change(Change, (vrf, afi, prefix, new)))
+                    continue
             change = self.update(prefix, path)
             if change is not None:
                 append(change)
@@ -255,6 +278,21 @@ class LocRib:
         if len(new) == 2 and new[0] is cur and new[1] is path:
             new = pair
         return cur, pair, new, not _same_selection(new, previous)
+
+    def _contest_many(
+        self, cur: tuple[Path, ...], path: Path
+    ) -> tuple[tuple[Path, ...], tuple[Path, ...], tuple[Path, ...], bool]:
+        """``path`` joins ``cur`` (paths of other sources, all selected): the paths, the new
+        selection (stored as the paths themselves when every one is selected, in its order),
+        and whether it differs from ``cur``. The same contest as ``update`` decides."""
+        src = path.source
+        if any(p.source is src for p in cur):
+            return cur, (), (), False
+        paths = (*cur, path)
+        new = select(paths, self.ecmp, self.multipath_relax, self.decision, cur)
+        if len(new) == len(paths) and all(a is b for a, b in zip(new, paths, strict=True)):
+            new = paths
+        return cur, paths, new, not _same_selection(new, cur)
 
     def withdraw(self, prefix: PrefixKey, source: Source) -> Change | None:
         dests = self.dests

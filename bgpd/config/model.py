@@ -108,6 +108,7 @@ class NeighborConfig:
     max_prefixes_restart: int = 0
     address_families: list[Afi] = field(default_factory=lambda: [Afi.IPV4, Afi.IPV6])
     graceful_restart: bool = True
+    graceful_notification: bool = True  # RFC 8538 N bit (FRR's "graceful-restart notification")
     restart_time: int = 120
     stale_time: int = 360  # helper: stale routes of a peer that came back go after this without End-of-RIB
     # RFC 9687: seconds our output may make no progress before the session ends with

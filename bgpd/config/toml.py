@@ -442,6 +442,7 @@ NEIGHBOR_FIELDS: dict[str, Check] = {
     "max_prefixes_restart": int_range(0, 86400),
     "address_families": list_of(_afi, nonempty=True, unique=True),
     "graceful_restart": _bool,
+    "graceful_notification": _bool,  # RFC 8538
     "restart_time": int_range(0, 4095),  # a 12-bit field in the capability (RFC 4724)
     "stale_time": int_range(1, 86400),
     "send_hold_time": int_range(0, 86400),  # RFC 9687; 0: off

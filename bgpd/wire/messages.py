@@ -67,6 +67,11 @@ class GracefulRestart:
     def restarting(self) -> bool:
         return bool(self.flags & 0x8)
 
+    @property
+    def notification(self) -> bool:
+        """RFC 8538 N bit: the speaker keeps the graceful-restart procedures over a NOTIFICATION."""
+        return bool(self.flags & 0x4)
+
 
 @dataclass(slots=True)
 class LlgrFamily:

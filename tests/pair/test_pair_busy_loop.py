@@ -6,63 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
-import threading
 import time
 
 from bgpd.session import PeerSession
-from bgpd.wire import MessageFramer, UpdateEncoder, encode_keepalive, encode_open
+from bgpd.wire import UpdateEncoder
 from bgpd.wire.messages import Update
 from rib.prefix import Afi
-from tests.pair.test_pair_tcp import LOOP4, Speaker, attrs, until
-
-
-class ThreadPeer:
-    """AS 65001 over a blocking socket: OPEN, then a KEEPALIVE every ``every`` seconds."""
-
-    def __init__(self, port: int, hold: int = 3, every: float = 0.5) -> None:
-        self.sock = socket.create_connection((LOOP4, port), timeout=10)
-        self.hold = hold
-        self.every = every
-        self.lock = threading.Lock()
-        self.done = threading.Event()
-
-    def start(self) -> ThreadPeer:
-        s = self.sock
-        s.sendall(encode_open(65001, self.hold, "10.0.0.1", [(1, 1)]))
-        framer = MessageFramer()
-        seen: list[tuple[int, bytes]] = []
-        while len(seen) < 2:  # its OPEN and KEEPALIVE
-            data = s.recv(4096)
-            assert data, "closed during OPEN"
-            seen += framer.feed(data)
-        s.sendall(encode_keepalive())
-        threading.Thread(target=self._drain, daemon=True).start()
-        threading.Thread(target=self._keepalives, daemon=True).start()
-        return self
-
-    def send(self, data: bytes) -> None:
-        with self.lock:
-            self.sock.sendall(data)
-
-    def _drain(self) -> None:
-        try:
-            while self.sock.recv(65536):
-                pass
-        except OSError:
-            pass
-        self.done.set()
-
-    def _keepalives(self) -> None:
-        while not self.done.wait(self.every):
-            try:
-                self.send(encode_keepalive())
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.done.set()
-        self.sock.close()
+from tests.pair.test_pair_tcp import Speaker, attrs, until
+from tests.support.raw_peer import RawPeer
 
 
 async def passive_speaker(hold: int = 3) -> tuple[Speaker, int]:
@@ -74,7 +25,7 @@ async def passive_speaker(hold: int = 3) -> tuple[Speaker, int]:
 
 async def test_hold_timer_waits_for_messages_that_sit_unread_while_the_loop_was_busy() -> None:
     b, port = await passive_speaker(hold=3)
-    peer = ThreadPeer(port, hold=3, every=0.5)
+    peer = RawPeer(port, hold=3, every=0.5, timeout=10)  # AS 65001 from 127.0.0.1
     try:
         await asyncio.get_running_loop().run_in_executor(None, peer.start)
         await until(lambda: b.rec.up == 1, "established")
@@ -111,7 +62,7 @@ async def test_a_burst_of_updates_leaves_the_loop_free_between_slices() -> None:
     b, port = await passive_speaker(hold=9)
     slow = SlowHandler(0.001)
     b.session.handler.update_received = slow.update_received  # type: ignore[method-assign]
-    peer = ThreadPeer(port, hold=9, every=3.0)
+    peer = RawPeer(port, hold=9, every=3.0, timeout=10)
     n = 1000
     enc = UpdateEncoder(four_octet=True)
     burst = b"".join(

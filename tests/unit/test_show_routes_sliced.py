@@ -14,25 +14,13 @@ from bgpd.daemon import Daemon
 from bgpd.views import routes_json
 from rib.attrs import PathAttrs, intern
 from rib.prefix import Afi
+from tests.support.daemon import write_config
 
 ROUTES = daemon_mod.SLICED_ROUTES + 5_000
 
 
 def make_daemon(tmp_path: Path) -> Daemon:
-    conf = tmp_path / "bgpd.toml"
-    conf.write_text(
-        f"""
-[router]
-asn = 65010
-router_id = "10.0.0.1"
-
-[control]
-socket = "{tmp_path}/bgpd.sock"
-
-[kernel]
-enabled = false
-"""
-    )
+    conf = write_config(tmp_path, "\n[kernel]\nenabled = false\n")
     d = Daemon(load_config(str(conf)))
     attrs = intern(PathAttrs(med=7))
     for i in range(ROUTES):

@@ -49,10 +49,11 @@ def k(text: str) -> bytes:
 def test_our_capability_bits() -> None:
     p = ConnParams(65010, "10.0.0.1", 65001, 90, [V4, V6], graceful_restart=True, restart_time=120)
     gr = p.capabilities().graceful_restart
-    assert gr == GracefulRestart(0, 120, [(1, 1, 0), (2, 1, 0)])  # helper only: R and F clear
+    # Helper only: R and F clear; N (RFC 8538) set by default.
+    assert gr == GracefulRestart(0x4, 120, [(1, 1, 0), (2, 1, 0)])
     p.restart_state, p.forwarding = True, frozenset({V4})
     gr = p.capabilities().graceful_restart
-    assert gr == GracefulRestart(0x8, 120, [(1, 1, 0x80), (2, 1, 0)])
+    assert gr == GracefulRestart(0xC, 120, [(1, 1, 0x80), (2, 1, 0)])
     assert gr is not None and gr.restarting
     assert forwarding_families(gr) == {V4}
 

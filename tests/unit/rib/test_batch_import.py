@@ -101,6 +101,37 @@ def test_second_source_that_loses_gets_its_own_dest_per_prefix() -> None:
     assert t.get(ps[1]).paths == (pa, pb)  # type: ignore[union-attr]
 
 
+def _same_as_one_by_one(
+    one: LocRib,
+    many: LocRib,
+    rounds: int,
+    rng: random.Random,
+    srcs: list[Any],
+    sets: list[PathAttrs],
+    batch_of: Any,
+    withdraw_p: float,
+) -> None:
+    """Random UPDATEs into ``one`` a prefix at a time and into ``many`` in one call each:
+    the same changes, Loc-RIB and path count after every one."""
+
+    def v(cs: list[Change]) -> list[Any]:
+        return [(c.prefix, [(p.source.peer, p.attrs) for p in c.best]) for c in cs]
+
+    for _ in range(rounds):
+        src = rng.choice(srcs)
+        batch = batch_of()
+        p1 = Path(src, rng.choice(sets), 0.0)
+        p2 = Path(src, p1.attrs, 0.0)
+        got_one = [c for c in (one.update(k, p1) for k in dict.fromkeys(batch)) if c is not None]
+        assert v(got_one) == v(many.update_many(batch, p2))
+        if rng.random() < withdraw_p:
+            k = rng.choice(list(one.dests) or batch)
+            c1, c2 = one.withdraw(k, src), many.withdraw(k, src)
+            assert (c1 is None) == (c2 is None)
+        assert snapshot(one) == snapshot(many)
+        assert one.path_count == many.path_count
+
+
 def test_update_many_matches_update_one_by_one() -> None:
     """Random announcements from three sources: the batch and the per-prefix path agree."""
     rng = random.Random(7)
@@ -111,20 +142,31 @@ def test_update_many_matches_update_one_by_one() -> None:
         LocRib("main", V4, ecmp=4, multipath_relax=True),
         LocRib("main", V4, ecmp=4, multipath_relax=True),
     )
-    for _ in range(60):
-        src = rng.choice(srcs)
-        batch = [*rng.sample(ps, 8), ps[0]]  # a repeat in the same UPDATE, too
-        p1 = Path(src, rng.choice(sets), 0.0)
-        p2 = Path(src, p1.attrs, 0.0)
-        got_one = [c for c in (one.update(k, p1) for k in dict.fromkeys(batch)) if c is not None]
-        got_many = many.update_many(batch, p2)
-        assert [(c.prefix, len(c.best)) for c in got_one] == [(c.prefix, len(c.best)) for c in got_many]
-        if rng.random() < 0.3:
-            k = rng.choice(ps)
-            c1, c2 = one.withdraw(k, src), many.withdraw(k, src)
-            assert (c1 is None) == (c2 is None)
-        assert snapshot(one) == snapshot(many)
-        assert one.path_count == many.path_count
+    # A repeat in the same UPDATE, too.
+    _same_as_one_by_one(one, many, 60, rng, srcs, sets, lambda: [*rng.sample(ps, 8), ps[0]], 0.3)
+
+
+@pytest.mark.parametrize("ecmp", [2, 3, 8])
+def test_update_many_matches_update_one_by_one_with_ecmp_sets(ecmp: int) -> None:
+    """Four sources whose paths tie (the third and fourth peer meet an ECMP set held as one
+    shared tuple): the batch and the per-prefix path agree, changes included."""
+    rng = random.Random(11)
+    srcs = [ebgp(f"192.0.2.{i}", 65001) for i in (1, 2, 3, 4)]
+    sets = [attrs((65001, 7), f"192.0.2.{i}", med=m) for i in (1, 2, 3, 4) for m in (0, 0, 5)]
+    ps = keys(30)
+    one, many = LocRib("main", V4, ecmp=ecmp), LocRib("main", V4, ecmp=ecmp)
+    _same_as_one_by_one(one, many, 120, rng, srcs, sets, lambda: rng.sample(ps, rng.choice((1, 10, 30))), 0.2)
+
+
+def test_a_third_peer_joining_an_ecmp_set_shares_one_tuple() -> None:
+    t = LocRib("main", V4, ecmp=8)
+    ps = keys(50)
+    paths = [Path(ebgp(f"192.0.2.{i}", 65001), attrs((65001, 7), f"192.0.2.{i}"), 0.0) for i in (1, 2, 3)]
+    for p in paths:
+        t.update_many(ps, p)
+    held = {id(t.dests[k]) for k in ps}
+    assert len(held) == 1 and t.dests[ps[0]] == tuple(paths)
+    assert t.path_count == 150
 
 
 def _world(import_filter: Any = ACCEPT_ALL) -> tuple[Rib, Channel, Channel, list[list[Change]]]:

@@ -17,6 +17,7 @@ from rib.decision import (
     Decision,
     _decide,
     _decide_steps,
+    _select_many,
     _select_steps,
     best_of,
     better,
@@ -509,6 +510,55 @@ def test_written_out_decision_matches_the_steps(
     # And a selection of the two is the one through the steps.
     for ecmp in (1, 2, 4):
         assert select([a, b], ecmp, igp, d) == _select_steps([a, b], ecmp, igp, d)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(any_path(), min_size=3, max_size=5),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.integers(0, 4),
+)
+def test_written_out_selection_of_many_matches_the_steps(
+    paths: list[Path], always_med: bool, older: bool, igp: bool, relax: bool, keep: int
+) -> None:
+    d = Decision(always_compare_med=always_med, prefer_older=older, resolve=FULL.resolve if igp else None)
+    previous = tuple(paths[:keep])  # a full set keeps its members: both must agree on that too
+    for ecmp in (1, 2, 3, 8):
+        assert _select_many(paths, ecmp, relax, d, previous) == _select_steps(paths, ecmp, relax, d, previous)
+
+
+@st.composite
+def near_tie(draw: st.DrawFn) -> Path:
+    """Paths equal up to the tie-breakers or nearly (ECMP candidates): the neighbour AS, MED,
+    the kind, the age, the router id, the next hop and the address vary."""
+    asn = draw(st.sampled_from([65001, 65001, 65002]))
+    peer = draw(st.sampled_from(["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"]))
+    rid = draw(st.integers(1, 4))
+    kind = draw(st.sampled_from([SourceKind.EBGP, SourceKind.EBGP, SourceKind.IBGP]))
+    src = ebgp(peer, asn, rid) if kind == SourceKind.EBGP else ibgp(peer, rid)
+    nh = draw(st.sampled_from(["198.51.100.1", "198.51.100.2", "198.51.100.4", "198.51.100.5"]))
+    a = attrs((asn, 65100), nh=nh, med=draw(st.sampled_from([None, 0, 0, 5])))
+    return path(src, a, since=draw(st.sampled_from([0.0, 1.0])))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(near_tie(), min_size=3, max_size=5),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.integers(0, 4),
+)
+def test_written_out_selection_of_near_ties_matches_the_steps(
+    paths: list[Path], older: bool, igp: bool, relax: bool, keep: int
+) -> None:
+    d = Decision(prefer_older=older, resolve=(lambda nh: COSTS.get(str(nh), 10)) if igp else None)
+    previous = tuple(paths[:keep])
+    for ecmp in (2, 3, 8):
+        assert _select_many(paths, ecmp, relax, d, previous) == _select_steps(paths, ecmp, relax, d, previous)
 
 
 def test_written_out_decision_breaks_ties_on_igp_cost_then_router_id() -> None:

@@ -348,7 +348,7 @@ def test_we_advertise_what_the_config_enables() -> None:
     assert isinstance(msg, Open)
     c = msg.capabilities
     assert c.extended_message and c.enhanced_route_refresh and c.route_refresh
-    assert c.graceful_restart == GracefulRestart(0, 90, [(1, 1, 0), (2, 1, 0)])
+    assert c.graceful_restart == GracefulRestart(0x4, 90, [(1, 1, 0), (2, 1, 0)])  # N: RFC 8538
     assert c.add_path == [(1, 1, 3), (2, 1, 3)]
     assert c.extended_next_hop == [(1, 1, 2)]  # IPv4 over an IPv6 session
     assert (c.hostname, c.domain) == ("r1", "lab")
