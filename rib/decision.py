@@ -185,7 +185,7 @@ _SEQ = 2  # SegType.AS_SEQUENCE
 
 def _decide(a: Path, b: Path, d: Decision) -> tuple[int, int]:
     """``_decide_steps`` with the steps up to the router id written out for the usual case
-    (both next hops resolvable, no older-path rule, one-sequence AS paths): a second peer's
+    (both next hops resolvable, no older-path rule, AS paths of one sequence or empty): a second peer's
     path meets the first once per UPDATE of a full table, and ten step calls cost more than
     the rest of it. Any other case, and every step from the router id on, goes through the
     steps."""
@@ -206,10 +206,20 @@ def _decide(a: Path, b: Path, d: Decision) -> tuple[int, int]:
     r = (ka != SourceKind.LOCAL) - (kb != SourceKind.LOCAL)
     if r:
         return r, 2
+    # One AS_SEQUENCE, or none at all (iBGP within the AS: a reflector's clients, a Calico mesh).
     pa, pb = aa.as_path, ba.as_path
-    if len(pa) != 1 or len(pb) != 1 or pa[0][0] != _SEQ or pb[0][0] != _SEQ:
-        return _decide_steps(a, b, d)
-    sa, sb = pa[0][1], pb[0][1]
+    if pa:
+        if len(pa) != 1 or pa[0][0] != _SEQ:
+            return _decide_steps(a, b, d)
+        sa = pa[0][1]
+    else:
+        sa = ()
+    if pb:
+        if len(pb) != 1 or pb[0][0] != _SEQ:
+            return _decide_steps(a, b, d)
+        sb = pb[0][1]
+    else:
+        sb = ()
     r = len(sa) - len(sb)
     if r:
         return r, 3

@@ -187,12 +187,18 @@ def _displace(rib: Rib, ch: Channel, afi: Afi, path_id: int, routes: dict[Prefix
     table = rib.table(vrf, afi)
     held = ch.stale_displaced.setdefault(afi, {}).setdefault(path_id, {})
     changes = []
+    # One moved Path per moved one: the prefixes of an UPDATE shared it, and sharing its copy
+    # lets the Loc-RIB decide their contests once (its memo is keyed by the paths' ids).
+    copies: dict[int, tuple[Path, Path]] = {}  # id(old path) -> (it, its copy): ids stay theirs
     for prefix, attrs in routes.items():
         path = _path_of(table.dests.get(prefix), old_src)
         if path is None:
             continue
         held[prefix] = attrs
-        change = table.update(prefix, Path(src, path.attrs, path.since, path.received))
+        hit = copies.get(id(path))
+        if hit is None:
+            hit = copies[id(path)] = (path, Path(src, path.attrs, path.since, path.received))
+        change = table.update(prefix, hit[1])
         if change is not None:
             changes.append(change)
     if not held:
