@@ -310,8 +310,7 @@ def _select_many(
     reflector's several: ~5x fewer calls). ``_decide`` gives the deciding step's index, so
     whether another path may share with the best is one comparison too (equal up to the
     tie-breakers exactly when the deciding step is one of them, as in ``_select_two``)."""
-    if d.resolve is not None:
-        paths = [p for p in paths if d.cost(p) is not None]
+    paths = _usable(paths, d)
     if not paths:
         return ()
     best = paths[0]
@@ -344,8 +343,7 @@ def _select_steps(
 ) -> tuple[Path, ...]:
     """``select`` through the steps, for any number of paths (the reference the written-out
     ``_select_many`` and ``_select_two`` are tested against)."""
-    if d.resolve is not None:
-        paths = [p for p in paths if d.cost(p) is not None]
+    paths = _usable(paths, d)
     if not paths:
         return ()
     best = best_of(paths, d)
@@ -360,6 +358,11 @@ def _select_steps(
             seen.add(p.attrs.next_hop)
             extra.append(p)
     return _with_extra(best, extra, ecmp, previous)
+
+
+def _usable(paths: Sequence[Path], d: Decision) -> Sequence[Path]:
+    """The candidates: a path whose next hop does not resolve is none (RFC 4271 9.1.2)."""
+    return paths if d.resolve is None else [p for p in paths if d.cost(p) is not None]
 
 
 def _with_extra(best: Path, extra: list[Path], ecmp: int, previous: Sequence[Path]) -> tuple[Path, ...]:
