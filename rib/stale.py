@@ -33,6 +33,7 @@ from rib.channel import Channel
 from rib.engine import Rib, _path_of
 from rib.prefix import Afi, PrefixKey
 from rib.route import Path, Source
+from rib.table import Dest
 
 
 def retain(rib: Rib, ch: Channel) -> int:
@@ -48,7 +49,12 @@ def retain(rib: Rib, ch: Channel) -> int:
         sweep(rib, ch)  # stale paths of an older source cannot be refreshed by this one
     ch.stale_source = source
     _retain_paths(ch)
-    rib.unlean(ch)  # a lean channel's accepted routes are in the Loc-RIB only: the whole dict
+    if ch.lean:
+        _retain_lean(rib, ch, source)
+        ch.adj_in = {}
+        ch.clear()
+        rib.dirty.discard(ch)
+        return stale_count(ch)
     imp = ch.import_attrs
     for afi, routes in ch.adj_in.items():
         held = ch.stale.setdefault(afi, {})
@@ -61,6 +67,28 @@ def retain(rib: Rib, ch: Channel) -> int:
     ch.clear()
     rib.dirty.discard(ch)
     return stale_count(ch)
+
+
+def _retain_lean(rib: Rib, ch: Channel, source: Source) -> None:
+    """``retain`` for a lean channel: its accepted routes are exactly its paths in the Loc-RIB
+    (with the attributes as received), so one pass over the table finds them, with no second
+    import check and no rebuilt Adj-RIB-In (a full table: ~2x faster)."""
+    vrf = ch.settings.vrf
+    for afi in {*ch.adj_in, *ch.afis}:
+        held = ch.stale.setdefault(afi, {})
+        # What an UPDATE's prefixes store is shared: look each stored object up once.
+        seen: dict[int, tuple[object, PathAttrs | None]] = {}  # id -> (it, its received attrs)
+        for prefix, cur in rib.table(vrf, afi).dests.items():
+            hit = seen.get(id(cur))
+            if hit is None:
+                path = _path_of(cur, source)
+                hit = (cur, None if path is None else path.received_attrs)
+                if type(cur) is not Dest:  # a Dest is one prefix's own, never shared
+                    seen[id(cur)] = hit
+            if hit[1] is not None:
+                held[prefix] = hit[1]
+        if not held:
+            del ch.stale[afi]
 
 
 def _retain_paths(ch: Channel) -> None:
