@@ -11,8 +11,11 @@ Prints the time of ``channel_down`` itself (capture and clear), the longest and 
 the number of steps and the total CPU (process time) of the whole withdrawal. --one-shot
 withdraws everything inside ``channel_down`` (the behaviour before slicing) for comparison.
 
+--graceful times a graceful end instead (RFC 4724 helper): ``retain`` keeping the routes stale,
+in one call, then the sweep at End-of-RIB, which goes through the same slices.
+
 Usage: python bench/session_down.py [--prefixes N] [--slice S] [--one-shot] [--export none|all]
-                                    [--lean-min N]
+                                    [--lean-min N] [--graceful]
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from rib.drain import SLICE
 from rib.engine import Rib
 from rib.prefix import Afi, PrefixKey
 from rib.route import Change, Source, SourceKind
+from rib.stale import retain, sweep
 
 ip = ipaddress.ip_address
 
@@ -48,6 +52,11 @@ def main() -> None:
     ap.add_argument("--one-shot", action="store_true", help="withdraw everything in channel_down")
     ap.add_argument("--export", choices=("none", "all"), default="none", help="a second peer's export")
     ap.add_argument("--lean-min", type=int, default=65_536, help="Rib.lean_min (routes to go lean)")
+    ap.add_argument(
+        "--graceful",
+        action="store_true",
+        help="the session ends gracefully: its routes kept stale (rib.stale.retain), then swept",
+    )
     args = ap.parse_args()
     n = args.prefixes
     prefixes = make_prefixes(n, random.Random(1))
@@ -92,7 +101,15 @@ def main() -> None:
 
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    rib.channel_down(peer)
+    if args.graceful:
+        # RFC 4724 helper: the routes stay, stale (one loop turn), until End-of-RIB or a timer
+        # sweeps them (as a drain, below).
+        kept = retain(rib, peer)
+        print(f"  retain:              {(time.perf_counter() - t0) * 1000:8.1f} ms ({kept} stale)")
+        t0 = time.perf_counter()
+        sweep(rib, peer)
+    else:
+        rib.channel_down(peer)
     gc.freeze()  # as the daemon does: the captured prefixes are never walked by the collector
     down = time.perf_counter() - t0
     steps: list[float] = []
@@ -109,7 +126,8 @@ def main() -> None:
         f"session down, {loaded} prefixes ({'lean' if n >= args.lean_min else 'plain'} Adj-RIB-In), "
         f"export {args.export}, {'one shot' if args.one_shot else f'slice {slice_size}'}"
     )
-    print(f"  channel_down:        {down * 1000:8.1f} ms")
+    label = "sweep:" if args.graceful else "channel_down:"
+    print(f"  {label:<21}{down * 1000:8.1f} ms")
     if steps:
         print(f"  steps:               {len(steps):8d}")
         print(f"  longest step:        {max(steps) * 1000:8.1f} ms")
