@@ -87,13 +87,19 @@ async def test_the_gate_is_asked_before_every_piece() -> None:
     assert lk.fed == 1000
 
 
-async def test_a_connection_closed_while_held_is_let_go(monkeypatch: Any) -> None:
+def held(monkeypatch: Any, pieces: int) -> tuple[_Feeder, Gate, Any]:
+    """A feeder holding one connection of ``pieces`` pieces at a closed gate (polled often)."""
     monkeypatch.setattr(session_mod, "GATE_POLL", 0.02)
     feeder = _Feeder()
     gate = Gate()
     gate.blocked = True
-    lk = link(gate, 5)
+    lk = link(gate, pieces)
     feeder.submit(lk)
+    return feeder, gate, lk
+
+
+async def test_a_connection_closed_while_held_is_let_go(monkeypatch: Any) -> None:
+    feeder, gate, lk = held(monkeypatch, 5)
     await asyncio.sleep(0.01)
     lk.finished = True
     await asyncio.wait_for(lk.drained.wait(), 1)  # the gate is still closed
@@ -105,12 +111,7 @@ async def test_a_connection_closed_while_held_is_let_go(monkeypatch: Any) -> Non
 
 async def test_a_gate_that_opens_without_word_is_noticed(monkeypatch: Any) -> None:
     """The writer may be gone without resolving its future: the feeder asks again anyway."""
-    monkeypatch.setattr(session_mod, "GATE_POLL", 0.02)
-    feeder = _Feeder()
-    gate = Gate()
-    gate.blocked = True
-    lk = link(gate, 3)
-    feeder.submit(lk)
+    _feeder, gate, lk = held(monkeypatch, 3)
     await asyncio.sleep(0.05)
     gate.blocked = False  # no future resolved
     await asyncio.wait_for(lk.drained.wait(), 1)
